@@ -1,0 +1,185 @@
+"""Symbolic tensors for model building: ``Input``, ``InputLayer``, ``SymbolicTensor`` and ``Node``.
+
+Calling a layer on a ``SymbolicTensor`` builds the layer from the known shape,
+infers the output shape without touching data, and records a ``Node`` so a
+model can later replay the graph on real tensors. Running graphs is the job of
+``lamina.models.functional``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lamina import config, registry
+from lamina.layers.base import Layer, _fmt
+
+__all__ = ["Input", "InputLayer", "SymbolicTensor", "Node", "symbolic_call"]
+
+
+class Node:
+    """One call of ``layer`` on symbolic ``args``/``kwargs`` producing ``outputs``."""
+
+    def __init__(self, layer: Layer, args: tuple, kwargs: dict, outputs: list["SymbolicTensor"]):
+        self.layer = layer
+        self.args = args
+        self.kwargs = kwargs
+        self.outputs = outputs
+
+    @property
+    def inputs(self) -> list["SymbolicTensor"]:
+        """The symbolic tensors this call consumed, flattened in argument order."""
+        found = []
+        _flatten_symbolic((self.args, self.kwargs), found)
+        return found
+
+
+class SymbolicTensor:
+    """A placeholder with a shape (batch axis ``None``) and dtype, produced by ``Input``.
+
+    Args:
+        shape: tuple including the batch axis, e.g. ``(None, 64)``.
+        dtype: dtype name, default ``floatx()``.
+        node: the ``Node`` that produced it (``None`` for model inputs before wiring).
+
+    >>> x = Input((64,))
+    >>> x.shape
+    (None, 64)
+    """
+
+    _lamina_symbolic = True
+
+    def __init__(self, shape, dtype=None, node: Node | None = None, index: int = 0, name: str | None = None):
+        self.shape = tuple(None if s is None else int(s) for s in shape)
+        self.dtype = dtype or config.floatx()
+        self.node = node
+        self.index = index
+        self.name = name
+
+    @property
+    def ndim(self) -> int:
+        """Rank including the batch axis."""
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"<SymbolicTensor shape={_fmt(self.shape)}, dtype={self.dtype}, name={self.name}>"
+
+    def __bool__(self):
+        raise TypeError(
+            "A symbolic tensor (from lamina.Input) has no value; it only describes a model's "
+            "inputs. Call the model on real data to get values."
+        )
+
+
+def _flatten_symbolic(structure, out: list) -> None:
+    if isinstance(structure, SymbolicTensor):
+        out.append(structure)
+    elif isinstance(structure, (list, tuple)):
+        for item in structure:
+            _flatten_symbolic(item, out)
+    elif isinstance(structure, dict):
+        for item in structure.values():
+            _flatten_symbolic(item, out)
+
+
+def _shapes(structure):
+    if isinstance(structure, SymbolicTensor):
+        return structure.shape
+    if isinstance(structure, (list, tuple)):
+        return [_shapes(s) for s in structure]
+    if isinstance(structure, dict):
+        return {k: _shapes(v) for k, v in structure.items()}
+    return structure
+
+
+def symbolic_call(layer: Layer, args: tuple, kwargs: dict):
+    """Call ``layer`` on symbolic inputs: build it, infer output shapes, record a Node."""
+    kwargs = {k: v for k, v in kwargs.items() if k != "training"}
+    input_shape = _shapes(args[0])
+    if not layer.built:
+        layer._build_shape = input_shape
+        layer.build(input_shape)
+        layer.built = True
+    if layer.input_spec is not None and isinstance(input_shape, tuple):
+        layer.input_spec.check(layer, input_shape)
+    output_shape = layer.compute_output_shape(input_shape)
+    dtype = args[0].dtype if isinstance(args[0], SymbolicTensor) else config.floatx()
+    node = Node(layer, args, kwargs, [])
+    if isinstance(output_shape, list) and output_shape and isinstance(output_shape[0], (tuple, list)):
+        outputs = [SymbolicTensor(s, dtype, node, i, f"{layer.name}_{i}") for i, s in enumerate(output_shape)]
+        node.outputs = outputs
+        return outputs
+    output = SymbolicTensor(output_shape, dtype, node, 0, layer.name)
+    node.outputs = [output]
+    return output
+
+
+@registry.register("layer")
+class InputLayer(Layer):
+    """The layer behind ``Input``: it marks where data enters a model.
+
+    Args:
+        shape: shape tuple without the batch axis.
+        batch_size: optional fixed batch size.
+        dtype: dtype name of the input, default ``floatx()``.
+        sparse: whether the input is a sparse tensor (kept for Keras compatibility).
+        batch_shape: full shape including the batch axis (instead of ``shape``).
+        name: layer name, default ``input_layer``.
+
+    >>> InputLayer(shape=(8,)).output.shape
+    (None, 8)
+    """
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None,
+                 input_tensor=None, optional=False, name=None, **kwargs):
+        legacy = kwargs.pop("input_shape", None)
+        legacy_batch = kwargs.pop("batch_input_shape", None)
+        kwargs.pop("ragged", None)
+        if shape is None and legacy is not None:
+            shape = legacy
+        if batch_shape is None and legacy_batch is not None:
+            batch_shape = legacy_batch
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        if batch_shape is None:
+            if shape is None:
+                raise ValueError(
+                    "InputLayer needs `shape` (without the batch axis) or `batch_shape`; "
+                    "received neither. Example: lamina.Input(shape=(64,))."
+                )
+            shape = (shape,) if isinstance(shape, int) else tuple(shape)
+            batch_shape = (batch_size, *shape)
+        self.batch_shape = tuple(None if s is None else int(s) for s in batch_shape)
+        self.sparse = bool(sparse)
+        self.optional = bool(optional)
+        self.built = True
+        self.output = SymbolicTensor(self.batch_shape, self._dtype, Node(self, (), {}, []), 0, self.name)
+        self.output.node.outputs = [self.output]
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return self.batch_shape
+
+    def get_config(self):
+        return {"batch_shape": self.batch_shape, "dtype": self._dtype, "sparse": self.sparse,
+                "name": self.name, "optional": self.optional}
+
+
+def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None,
+          tensor=None, optional=False) -> SymbolicTensor:
+    """A symbolic model input, as ``keras.Input``: ``Input(shape=(64,))``.
+
+    Args:
+        shape: shape tuple without the batch axis.
+        batch_size: optional fixed batch size.
+        dtype: dtype name, default ``floatx()``.
+        sparse: whether the input is sparse.
+        batch_shape: full shape including the batch axis.
+        name: name of the input (and of its InputLayer).
+
+    >>> Input(shape=(28, 28, 1)).shape
+    (None, 28, 28, 1)
+    """
+    layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, sparse=sparse,
+                       batch_shape=batch_shape, name=name, optional=optional)
+    return layer.output

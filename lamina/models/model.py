@@ -1,0 +1,348 @@
+"""``Model``: a Layer that can be compiled, trained, evaluated, summarized and saved.
+
+The methods here are thin: training runs in ``lamina.training.trainer``, files are
+written by ``lamina.saving``, the summary table by ``lamina.models.summary``.
+``Model(inputs, outputs)`` builds a functional model (``lamina.models.functional``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lamina.layers.base import Layer
+
+__all__ = ["Model"]
+
+
+class Model(Layer):
+    """A trainable model: subclass it with layers and a ``call``, or build it from tensors.
+
+    ``Model(inputs, outputs)`` builds a functional model from ``lamina.Input``
+    tensors. Subclassing works as in Keras: create layers in ``__init__`` and
+    write ``call(self, inputs, training=None)``.
+
+    Args:
+        name: model name (default ``"functional"``/the snake-cased class name).
+        trainable: whether the weights are trained. Default True.
+
+    Example:
+    >>> import numpy as np
+    >>> from lamina.layers import Dense
+    >>> class TwoLayer(Model):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.hidden = Dense(8, activation="relu")
+    ...         self.out = Dense(1)
+    ...     def call(self, inputs):
+    ...         return self.out(self.hidden(inputs))
+    >>> model = TwoLayer()
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> history = model.fit(np.zeros((8, 3)), np.zeros((8, 1)), epochs=2, verbose=0)
+    >>> sorted(history.history)
+    ['loss']
+    """
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            from lamina.models.functional import Functional
+
+            return super().__new__(Functional)
+        return super().__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        if args or "inputs" in kwargs or "outputs" in kwargs:
+            raise TypeError(
+                f"{type(self).__name__}.__init__ received positional arguments or inputs/outputs; "
+                f"a subclassed model takes only keyword arguments such as name=..."
+            )
+        allowed = {k: kwargs.pop(k) for k in ("name", "trainable", "dtype") if k in kwargs}
+        super().__init__(**allowed, **kwargs)
+        self.stop_training = False
+        self.history = None
+        self._trainer = None
+        self._compile_config = None
+
+    # ------------------------------------------------------------------ compile & train
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
+                jit_compile="auto", auto_scale_loss=True):
+        """Configure the model for training.
+
+        Args:
+            optimizer: name or optimizer instance. Default ``"rmsprop"``, as Keras.
+            loss: name, function or ``lamina.losses.Loss``.
+            loss_weights: float scaling the loss.
+            metrics: list of metrics (names such as ``"accuracy"``, functions or
+                ``lamina.metrics.Metric`` objects), computed without sample weights.
+            weighted_metrics: metrics that take ``sample_weight`` / ``class_weight`` into account.
+            run_eagerly, steps_per_execution, auto_scale_loss: accepted for Keras
+                compatibility; lamina always runs eagerly, one step per batch.
+            jit_compile: ``"auto"`` or False. (Compiling the step is not available yet.)
+
+        >>> from lamina import Sequential, Input
+        >>> from lamina.layers import Dense
+        >>> model = Sequential([Input((4,)), Dense(2, activation="softmax")])
+        >>> model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+        >>> type(model.optimizer).__name__
+        'Adam'
+        """
+        from lamina.training.trainer import Trainer
+
+        if jit_compile not in ("auto", False, None):
+            raise ValueError(
+                f"compile(jit_compile={jit_compile!r}) is not supported yet: lamina runs the "
+                f"training step eagerly. Use jit_compile='auto' or False."
+            )
+        self._trainer = Trainer(self, optimizer, loss, metrics, weighted_metrics, loss_weights)
+        self._compile_config = {
+            "optimizer": optimizer, "loss": loss, "loss_weights": loss_weights,
+            "metrics": metrics, "weighted_metrics": weighted_metrics,
+        }
+
+    @property
+    def compiled(self) -> bool:
+        """Whether ``compile()`` has been called."""
+        return self._trainer is not None
+
+    @property
+    def optimizer(self):
+        """The compiled optimizer (None before ``compile``)."""
+        return None if self._trainer is None else self._trainer.optimizer
+
+    @property
+    def loss(self):
+        """The loss given to ``compile`` (as given: a name, function or Loss)."""
+        return None if self._trainer is None else self._trainer.loss_identifier
+
+    @property
+    def metrics(self) -> list:
+        """The loss tracker and the compiled metrics, as ``Metric`` objects."""
+        return [] if self._trainer is None else self._trainer.all_metrics()
+
+    @property
+    def metrics_names(self) -> list[str]:
+        """``["loss"]``, plus ``"compile_metrics"`` once metrics are compiled (as Keras 3)."""
+        if self._trainer is None:
+            return []
+        if self._trainer.metric_identifiers or self._trainer.weighted_metric_identifiers:
+            return ["loss", "compile_metrics"]
+        return ["loss"]
+
+    def reset_metrics(self) -> None:
+        """Reset the state of every metric."""
+        if self._trainer is not None:
+            self._trainer.reset_metrics()
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss plus regularization and ``add_loss`` losses, as a 0-d tensor."""
+        return self._require_trainer().compute_loss(x, y, y_pred, sample_weight)
+
+    def train_step(self, data):
+        """One optimisation step on ``data = (x, y, sample_weight)``; returns the logs.
+
+        Override it to customise training, as in Keras.
+        """
+        return self._trainer.train_step(data)
+
+    def test_step(self, data):
+        """One evaluation step on ``data = (x, y, sample_weight)``; returns the logs."""
+        return self._trainer.test_step(data)
+
+    def predict_step(self, data):
+        """The model's output for ``data = (x, y, sample_weight)`` (y is ignored)."""
+        return self(data[0], training=False)
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        """Train the model for ``epochs`` passes over the data; returns a ``History``.
+
+        Args:
+            x: inputs: a NumPy array / tensor / DataFrame, a list or dict of them
+                (multi-input models), a generator or ``torch.utils.data`` Dataset /
+                DataLoader yielding ``(x, y)`` or ``(x, y, sample_weight)``.
+            y: targets, same kinds as ``x`` (omit when ``x`` yields them).
+            batch_size: samples per step. Default 32.
+            epochs: index of the last epoch to train (with ``initial_epoch``).
+            verbose: 0 silent, 1 progress bar, 2 one line per epoch, ``"auto"`` = 1.
+            callbacks: list of ``lamina.callbacks.Callback``.
+            validation_split: fraction of the data (the last samples, before
+                shuffling) held out for validation.
+            validation_data: ``(x_val, y_val)`` / ``(x_val, y_val, sample_weight)`` or a dataset.
+            shuffle: shuffle the training data each epoch (``"batch"``: batch order only).
+            class_weight: dict ``{class_index: weight}`` scaling the loss per sample.
+            sample_weight: per-sample loss weights, shape ``(num_samples,)``.
+            initial_epoch: epoch to start from (to resume training).
+            steps_per_epoch: batches per epoch (default: the whole data).
+            validation_steps, validation_batch_size, validation_freq: as Keras.
+
+        Returns:
+            A ``History`` whose ``.history`` maps ``"loss"``, each metric name and
+            their ``"val_"`` versions to per-epoch values.
+        """
+        from lamina.training import trainer
+
+        return trainer.fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                           validation_data, shuffle, class_weight, sample_weight, initial_epoch,
+                           steps_per_epoch, validation_steps, validation_batch_size, validation_freq)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False, **kwargs):
+        """Loss and metrics on the given data.
+
+        Returns the loss as a float when no metrics were compiled, else the list
+        ``[loss, metric_1, ...]`` in compile order, or a dict with ``return_dict=True``.
+        """
+        from lamina.training import trainer
+
+        if kwargs:
+            raise TypeError(f"evaluate got unexpected keyword argument(s) {sorted(kwargs)}.")
+        return trainer.evaluate(self, x, y, batch_size, verbose, sample_weight, steps, callbacks, return_dict)
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Predictions as NumPy arrays, computed in batches in inference mode.
+
+        The result is preallocated and filled batch by batch, so memory stays at
+        the size of the output plus one batch.
+        """
+        from lamina.training import trainer
+
+        return trainer.predict(self, x, batch_size, verbose, steps, callbacks)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One training step on a single batch; returns the loss (and metrics), as Keras."""
+        from lamina.training import data, trainer
+
+        trainer_ = self._require_trainer()
+        device = self._device_for_batch()
+        batch = tuple(data.to_tensor(v, device) for v in (x, y, sample_weight))
+        trainer._set_class_weight(trainer_, class_weight, device)
+        try:
+            logs = self.train_step(batch)
+        finally:
+            trainer._set_class_weight(trainer_, None, device)
+        return self._batch_result(trainer_, logs, return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Loss (and metrics) on a single batch, without updating the weights."""
+        from lamina.training import data
+
+        trainer_ = self._require_trainer()
+        trainer_.reset_metrics()
+        batch = tuple(data.to_tensor(v, self._device_for_batch()) for v in (x, y, sample_weight))
+        with torch.no_grad():
+            logs = self.test_step(batch)
+        return self._batch_result(trainer_, logs, return_dict)
+
+    def predict_on_batch(self, x):
+        """Predictions for a single batch, as NumPy arrays."""
+        from lamina.training import data, trainer
+
+        with torch.inference_mode():
+            y_pred = self.predict_step((data.to_tensor(x, self._device_for_batch()), None, None))
+        return trainer._to_numpy_structure(y_pred)
+
+    def _device_for_batch(self):
+        from lamina import config
+
+        device = config.get_device()
+        self.to(device)
+        return device
+
+    @staticmethod
+    def _batch_result(trainer_, logs, return_dict):
+        from lamina.training import trainer
+
+        result = trainer._logs_floats(logs)
+        return result if return_dict else trainer._flatten_in_order(trainer_, result)
+
+    def _require_trainer(self):
+        from lamina.training.trainer import _require_compiled
+
+        return _require_compiled(self, "training")
+
+    # ------------------------------------------------------------------ inspection
+    @property
+    def layers(self) -> list[Layer]:
+        """The model's direct sub-layers, in order."""
+        return self._sublayers()
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer by ``name`` or by ``index`` in ``layers``.
+
+        >>> from lamina import Sequential, Input
+        >>> from lamina.layers import Dense
+        >>> Sequential([Input((2,)), Dense(1, name="out")]).get_layer("out").units
+        1
+        """
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(
+            f"No such layer: {name!r}. Existing layers are: {[l.name for l in self.layers]}."
+        )
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
+        """Print Keras's summary table: layers, output shapes and parameter counts.
+
+        Args:
+            line_length: total width (default 88, or the terminal width - 4).
+            positions: relative column end positions.
+            print_fn: called with the summary text instead of printing it.
+            expand_nested: also list the layers of nested models.
+            show_trainable: add a column telling whether each layer is trainable.
+            layer_range: ``[first_name, last_name]`` to show only part of the model.
+        """
+        from lamina.models.summary import print_summary
+
+        print_summary(self, line_length, positions, print_fn, expand_nested, show_trainable, layer_range)
+
+    def build(self, input_shape=None):
+        """Build a subclassed model by calling it once on zeros of ``input_shape``."""
+        if input_shape is not None and type(self).call is not Model.call:
+            from lamina import config
+
+            shape = tuple(1 if s is None else int(s) for s in input_shape)
+            with torch.no_grad():
+                self(torch.zeros(shape, dtype=config.torch_dtype()), training=False)
+        self.built = True
+
+    # ------------------------------------------------------------------ saving
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Save architecture, weights, optimizer state and compile settings to one file.
+
+        See ``lamina.saving.save_model``.
+        """
+        from lamina import saving
+
+        saving.save_model(self, filepath, overwrite=overwrite, **kwargs)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Save only the weights (safetensors). See ``lamina.saving.save_weights``."""
+        from lamina import saving
+
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False):
+        """Load weights saved by ``save_weights`` or ``save``."""
+        from lamina import saving
+
+        saving.load_weights(self, filepath, skip_mismatch=skip_mismatch)
+
+    def get_compile_config(self) -> dict | None:
+        """The arguments given to ``compile``, serialized (None if not compiled)."""
+        from lamina.saving.serialize import serialize_compile_config
+
+        if self._trainer is None:
+            return None
+        return serialize_compile_config(self)
+
+    def compile_from_config(self, config_: dict) -> None:
+        """Compile with settings produced by ``get_compile_config``."""
+        from lamina.saving.serialize import deserialize_compile_config
+
+        self.compile(**deserialize_compile_config(config_))

@@ -1,0 +1,1 @@
+"""Training: the trainer loop, data adapters and callbacks."""

@@ -1,0 +1,270 @@
+"""Turns what users pass to fit/evaluate/predict into batches of tensors on the training device.
+
+Arrays, tensors, lists and dicts of them, and pandas objects become tensors once and
+are batched by slicing with a (shuffled) index: no per-sample collation. Python
+generators, ``torch.utils.data.Dataset`` and ``DataLoader`` are iterated and their
+batches converted. This module owns batching; the Trainer owns the loop.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from lamina import config
+
+__all__ = ["to_tensor", "make_batches", "ArrayBatches", "IterableBatches", "split_validation", "num_samples"]
+
+
+def to_tensor(value, device: torch.device | None = None):
+    """Convert an array-like (or a list/tuple/dict of them) to tensors on ``device``.
+
+    Floats become ``floatx()`` (NumPy's float64 included, as Keras does), integers
+    stay integers (int64), booleans stay booleans.
+
+    >>> import numpy as np
+    >>> to_tensor(np.zeros((2, 3))).dtype
+    torch.float32
+    >>> to_tensor([np.arange(2), np.ones(2)])[0].dtype
+    torch.int64
+    """
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {k: to_tensor(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and value and _is_array_like(value[0]) and not np.isscalar(value[0]):
+        return type(value)(to_tensor(v, device) for v in value)
+    if isinstance(value, torch.Tensor):
+        tensor = value
+        if tensor.is_floating_point() and tensor.dtype == torch.float64:
+            tensor = tensor.to(config.torch_dtype())
+    else:
+        if hasattr(value, "to_numpy"):  # pandas DataFrame / Series
+            value = value.to_numpy()
+        array = np.asarray(value)
+        if array.dtype == object:
+            raise TypeError(
+                f"Could not convert input of type {type(value).__name__} with dtype=object to a "
+                f"tensor. Pass numeric NumPy arrays (or lists/dicts of them)."
+            )
+        if array.dtype.kind == "f":
+            tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=config.floatx()))
+        elif array.dtype.kind in "iu":
+            tensor = torch.from_numpy(np.ascontiguousarray(array.astype(np.int64, copy=False)))
+        else:
+            tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device is not None and tensor.device != device:
+        tensor = tensor.to(device, non_blocking=tensor.is_pinned())
+    return tensor
+
+
+def _is_array_like(value) -> bool:
+    return isinstance(value, (np.ndarray, torch.Tensor, list, tuple)) or hasattr(value, "to_numpy") or np.isscalar(value)
+
+
+def _flat(structure) -> list:
+    if structure is None:
+        return []
+    if isinstance(structure, dict):
+        return [t for v in structure.values() for t in _flat(v)]
+    if isinstance(structure, (list, tuple)):
+        return [t for v in structure for t in _flat(v)]
+    return [structure]
+
+
+def _map(fn, structure):
+    if structure is None:
+        return None
+    if isinstance(structure, dict):
+        return {k: _map(fn, v) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(_map(fn, v) for v in structure)
+    return fn(structure)
+
+
+def num_samples(structure) -> int:
+    """Number of samples (first-axis length) shared by every tensor in ``structure``."""
+    return int(_flat(structure)[0].shape[0])
+
+
+def _is_iterable_source(x) -> bool:
+    if isinstance(x, (np.ndarray, torch.Tensor, list, tuple, dict)) or hasattr(x, "to_numpy"):
+        return False
+    return isinstance(x, torch.utils.data.Dataset) or hasattr(x, "__next__") or hasattr(x, "__iter__")
+
+
+def _check_lengths(x, y, sample_weight) -> None:
+    sizes = {}
+    for label, structure in (("x", x), ("y", y), ("sample_weight", sample_weight)):
+        for tensor in _flat(structure):
+            if tensor.ndim == 0:
+                raise ValueError(
+                    f"Expected {label} to be an array with a batch axis; received a scalar. "
+                    f"Pass arrays shaped (num_samples, ...)."
+                )
+            sizes.setdefault(label, set()).add(int(tensor.shape[0]))
+    for label, found in sizes.items():
+        if len(found) > 1:
+            raise ValueError(
+                f"All arrays in {label} must have the same number of samples; received sizes "
+                f"{sorted(found)}. Make every input array's first axis the sample axis."
+            )
+    if len({next(iter(v)) for v in sizes.values()}) > 1:
+        detail = ", ".join(f"{k} has {next(iter(v))} samples" for k, v in sizes.items())
+        raise ValueError(
+            f"Data cardinality is ambiguous: {detail}. Make sure x, y and sample_weight all "
+            f"contain the same number of samples."
+        )
+
+
+class ArrayBatches:
+    """Batches of in-memory tensors, sliced with a shuffled index each epoch.
+
+    Args:
+        x, y, sample_weight: tensors (or lists/dicts of tensors) already on the device.
+        batch_size: samples per batch.
+        shuffle: ``True``, ``False`` or ``"batch"`` (shuffle batch order only).
+        steps: optional cap on batches per epoch.
+
+    >>> import torch
+    >>> batches = ArrayBatches(torch.arange(5.0)[:, None], torch.arange(5), None, batch_size=2)
+    >>> [tuple(b[0].shape) for b in batches]
+    [(2, 1), (2, 1), (1, 1)]
+    """
+
+    def __init__(self, x, y, sample_weight, batch_size: int = 32, shuffle=False, steps: int | None = None):
+        self.x, self.y, self.sample_weight = x, y, sample_weight
+        self.size = num_samples(x)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.num_batches = math.ceil(self.size / self.batch_size)
+        if steps is not None:
+            self.num_batches = min(self.num_batches, int(steps)) if steps > 0 else self.num_batches
+        self._device = _flat(x)[0].device
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[tuple]:
+        size, bs = self.size, self.batch_size
+        if self.shuffle is True or self.shuffle == "full":
+            order = torch.randperm(size, device=self._device)
+            for i in range(self.num_batches):
+                index = order[i * bs:(i + 1) * bs]
+                yield tuple(_map(lambda t: t.index_select(0, index), s) for s in (self.x, self.y, self.sample_weight))
+            return
+        starts = list(range(0, size, bs))[: self.num_batches]
+        if self.shuffle == "batch":
+            starts = [starts[i] for i in torch.randperm(len(starts)).tolist()]
+        for start in starts:
+            yield tuple(_map(lambda t: t[start:start + bs], s) for s in (self.x, self.y, self.sample_weight))
+
+
+class IterableBatches:
+    """Batches from a generator, ``Dataset`` or ``DataLoader``, converted to tensors on the device.
+
+    Each item must be ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``.
+    A generator is consumed once; ``steps`` caps the batches per epoch.
+    """
+
+    def __init__(self, source, device: torch.device, batch_size: int = 32, shuffle=False,
+                 steps: int | None = None):
+        if isinstance(source, torch.utils.data.Dataset) and not isinstance(source, torch.utils.data.IterableDataset):
+            source = torch.utils.data.DataLoader(source, batch_size=batch_size, shuffle=bool(shuffle))
+        self.source = source
+        self.device = device
+        self.steps = steps
+        self._iterator = None
+        try:
+            self.num_batches = len(source) if steps is None else int(steps)
+        except TypeError:
+            self.num_batches = steps
+
+    def __len__(self) -> int:
+        if self.num_batches is None:
+            raise TypeError("The number of batches of this generator is unknown.")
+        return self.num_batches
+
+    def __iter__(self):
+        reusable = not hasattr(self.source, "__next__")
+        if reusable and (self.steps is None or self._iterator is None):
+            self._iterator = iter(self.source)
+        elif self._iterator is None:
+            self._iterator = self.source
+        count = 0
+        while self.steps is None or count < self.steps:
+            try:
+                item = next(self._iterator)
+            except StopIteration:
+                if reusable and self.steps is not None and count > 0:
+                    self._iterator = iter(self.source)
+                    continue
+                if count == 0:
+                    warnings.warn(
+                        "Your input ran out of data; interrupting training. Make sure that your "
+                        "dataset or generator can generate at least `steps_per_epoch * epochs` "
+                        "batches.", UserWarning, stacklevel=2)
+                self._iterator = None if reusable else self._iterator
+                return
+            count += 1
+            yield unpack(item, self.device)
+
+
+def unpack(item, device) -> tuple:
+    """``x`` / ``(x,)`` / ``(x, y)`` / ``(x, y, sample_weight)`` → a 3-tuple of device tensors."""
+    if isinstance(item, (list, tuple)) and not isinstance(item, torch.Tensor):
+        if len(item) == 1:
+            item = (item[0], None, None)
+        elif len(item) == 2:
+            item = (item[0], item[1], None)
+        elif len(item) == 3:
+            item = tuple(item)
+        else:
+            raise ValueError(
+                f"Data items must be x, (x,), (x, y) or (x, y, sample_weight); received a "
+                f"{type(item).__name__} of length {len(item)}."
+            )
+    else:
+        item = (item, None, None)
+    return tuple(to_tensor(part, device) for part in item)
+
+
+def split_validation(x, y, sample_weight, validation_split: float):
+    """Keras's ``validation_split``: the LAST fraction of the samples, taken before shuffling."""
+    if not 0 < validation_split < 1:
+        raise ValueError(
+            f"validation_split must be a float between 0 and 1; received {validation_split!r}."
+        )
+    size = num_samples(x)
+    cut = int(math.floor(size * (1.0 - validation_split)))
+    if cut == 0 or cut == size:
+        raise ValueError(
+            f"validation_split={validation_split} leaves no samples on one side of the split of "
+            f"{size} samples. Use more data or a different validation_split."
+        )
+    head = lambda s: _map(lambda t: t[:cut], s)  # noqa: E731
+    tail = lambda s: _map(lambda t: t[cut:], s)  # noqa: E731
+    return (head(x), head(y), head(sample_weight)), (tail(x), tail(y), tail(sample_weight))
+
+
+def make_batches(x, y=None, sample_weight=None, *, batch_size=None, shuffle=False, steps=None,
+                 device=None):
+    """The one entry point: return a re-iterable source of ``(x, y, sample_weight)`` batches."""
+    device = device or config.get_device()
+    if x is None:
+        raise ValueError("Expected input data x; received None. Pass arrays, tensors or a dataset.")
+    if _is_iterable_source(x):
+        if y is not None or sample_weight is not None:
+            raise ValueError(
+                f"When x is a generator, Dataset or DataLoader, y and sample_weight must be "
+                f"part of it; received x of type {type(x).__name__} and a separate "
+                f"{'y' if y is not None else 'sample_weight'}. Yield (x, y) or (x, y, sample_weight)."
+            )
+        return IterableBatches(x, device, batch_size or 32, shuffle, steps)
+    x, y, sample_weight = (to_tensor(v, device) for v in (x, y, sample_weight))
+    _check_lengths(x, y, sample_weight)
+    return ArrayBatches(x, y, sample_weight, batch_size or 32, shuffle, steps)
