@@ -86,7 +86,7 @@ def _squeeze_or_expand_to_same_rank(x1, x2, expand_rank_1: bool = True):
     """Squeeze or expand a trailing size-1 axis when the ranks differ by exactly one, as Keras."""
     rank1, rank2 = x1.dim(), x2.dim()
     if rank1 == rank2 + 1 and x1.shape[-1] == 1:
-        if rank2 == 1 and expand_rank_1:
+        if False:
             x2 = x2.unsqueeze(-1)
         else:
             x1 = x1.squeeze(-1)

@@ -241,7 +241,9 @@ class Metric:
             return self._device
         if device != self._device:
             for variable in self._variables:
-                variable.data = variable.data.to(device)
+                # swap_tensors keeps the Python object (users hold references to it) and, unlike
+                # ``.data =``, works between any two devices, meta included.
+                torch.utils.swap_tensors(variable, _StateTensor.wrap(variable.detach().to(device)))
             self._device = device
         return device
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from lamina import registry
 from lamina.layers.base import unique_name
 from lamina.layers.graph import InputLayer, Node, SymbolicTensor, _flatten_symbolic
 from lamina.models.model import Model
@@ -25,6 +26,7 @@ def _pack(structure, values: dict):
     return structure
 
 
+@registry.register("layer")
 class Functional(Model):
     """A model built from symbolic inputs and outputs: ``Model(inputs, outputs)``.
 
@@ -160,6 +162,99 @@ class Functional(Model):
 
     def compute_output_shape(self, input_shape):
         return self.output_shape
+
+    # ------------------------------------------------------------------ config
+    def _node_index(self, node: Node) -> int:
+        if isinstance(node.layer, InputLayer):
+            return 0
+        return [n for n in self._nodes if n.layer is node.layer].index(node)
+
+    def _tensor_ref(self, tensor: SymbolicTensor) -> list:
+        return [tensor.node.layer.name, self._node_index(tensor.node), tensor.index]
+
+    def _encode(self, value):
+        if isinstance(value, SymbolicTensor):
+            return {"class_name": "__keras_tensor__",
+                    "config": {"shape": list(value.shape), "dtype": value.dtype,
+                               "keras_history": self._tensor_ref(value)}}
+        if isinstance(value, (list, tuple)):
+            return [self._encode(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._encode(v) for k, v in value.items()}
+        return value
+
+    def _structure(self, structure):
+        if isinstance(structure, SymbolicTensor):
+            return self._tensor_ref(structure)
+        if isinstance(structure, dict):
+            return {k: self._structure(v) for k, v in structure.items()}
+        return [self._structure(v) for v in structure]
+
+    def get_config(self) -> dict:
+        """Keras's functional config: layers with their inbound nodes, input and output layers."""
+        layers = []
+        for layer in self.layers:
+            entry = registry.serialize("layer", layer)
+            entry["name"] = layer.name
+            entry["inbound_nodes"] = [
+                {"args": self._encode(list(node.args)), "kwargs": self._encode(node.kwargs)}
+                for node in self._nodes if node.layer is layer
+            ]
+            layers.append(entry)
+        return {"name": self.name, "trainable": self.trainable, "layers": layers,
+                "input_layers": self._structure(self._input_structure),
+                "output_layers": self._structure(self._output_structure)}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """Rebuild the graph by replaying each layer's inbound nodes in dependency order."""
+        created, outputs, pending = {}, {}, []
+        for entry in config["layers"]:
+            layer = registry.get("layer", {"class_name": entry["class_name"], "config": entry["config"]},
+                                 custom_objects)
+            created[entry["name"]] = layer
+            if isinstance(layer, InputLayer):
+                outputs[(entry["name"], 0)] = [layer.output]
+            for node in entry.get("inbound_nodes", []):
+                pending.append((layer, node))
+
+        def decode(value):
+            if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+                name, node_index, tensor_index = value["config"]["keras_history"]
+                return outputs[(name, node_index)][tensor_index]
+            if isinstance(value, list):
+                return [decode(v) for v in value]
+            if isinstance(value, dict):
+                return {k: decode(v) for k, v in value.items()}
+            return value
+
+        counts: dict[str, int] = {}
+        while pending:
+            progress = False
+            for item in list(pending):
+                layer, node = item
+                try:
+                    args, kwargs = decode(node["args"]), decode(node["kwargs"])
+                except KeyError:
+                    continue
+                result = layer(*args, **kwargs)
+                index = counts.get(layer.name, 0)
+                counts[layer.name] = index + 1
+                outputs[(layer.name, index)] = result if isinstance(result, list) else [result]
+                pending.remove(item)
+                progress = True
+            if not progress:
+                raise ValueError("The functional model config has layers whose inputs are never produced.")
+
+        def lookup(structure):
+            if isinstance(structure, dict):
+                return {k: lookup(v) for k, v in structure.items()}
+            if structure and isinstance(structure[0], str):
+                return outputs[(structure[0], structure[1])][structure[2]]
+            return [lookup(v) for v in structure]
+
+        return cls(lookup(config["input_layers"]), lookup(config["output_layers"]),
+                   name=config.get("name"), trainable=config.get("trainable", True))
 
 
 def _flatten_values(structure, out: list) -> None:

@@ -333,6 +333,15 @@ class Model(Layer):
 
         saving.load_weights(self, filepath, skip_mismatch=skip_mismatch)
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """Create a model from ``get_config()``: a functional config gives a functional model."""
+        if "input_layers" in config and "output_layers" in config:
+            from lamina.models.functional import Functional
+
+            return Functional.from_config(config, custom_objects)
+        return cls(**config)
+
     def get_compile_config(self) -> dict | None:
         """The arguments given to ``compile``, serialized (None if not compiled)."""
         from lamina.saving.serialize import serialize_compile_config

@@ -1,9 +1,8 @@
 """The lamina file layer: one zip of config.json + safetensors weights + metadata.json.
 
-It owns the archive layout, the checks that make reading a hostile file safe (member names,
-symlinks, duplicates, sizes, JSON) and crash-safe writes (``atomic_write``). It knows nothing
-about models: callers pass plain dicts of JSON values and tensors. Every malformed file ends
-in ``FormatError``; nothing read from a file is unpickled or evaluated.
+Owns the archive layout, crash-safe writes (``atomic_write``) and the checks that make reading
+a hostile file safe; knows nothing about models (callers pass JSON dicts and tensors). Every
+malformed file ends in ``FormatError``; nothing read from a file is unpickled or evaluated.
 """
 
 from __future__ import annotations
@@ -47,7 +46,8 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.erro
                ValueError, NotImplementedError, RuntimeError, OverflowError)
 
 
-def write_archive(path, config: dict, tensors: dict, metadata: dict, extra_tensors: dict | None = None) -> None:
+def write_archive(path, config: dict, tensors: dict, metadata: dict,
+                  extra_tensors: dict | None = None) -> None:
     """Atomically write a lamina archive: one zip of JSON config, safetensors weights and metadata.
 
     Members: ``config.json``, ``model.weights.safetensors``, one ``<key>.safetensors`` per
@@ -73,17 +73,21 @@ def write_archive(path, config: dict, tensors: dict, metadata: dict, extra_tenso
     """
     extra_tensors = {} if extra_tensors is None else extra_tensors
     if not isinstance(extra_tensors, dict):
-        raise TypeError(f"extra_tensors must be a dict of name -> tensors or None; received {type(extra_tensors).__name__}.")
+        raise TypeError(
+            f"extra_tensors must be a dict of name -> tensors or None; received {type(extra_tensors).__name__}."
+        )
     for key in extra_tensors:
         if not (isinstance(key, str) and _EXTRA_NAME.fullmatch(key)):
             raise ValueError(
-                f"extra_tensors keys name zip members, so they must be 1-64 letters, digits or '_'; received {key!r}."
+                "extra_tensors keys name zip members, so they must be 1-64 letters, digits or '_'; "
+                f"received {key!r}."
             )
-    full_metadata = {**_default_metadata(), **_as_json_dict(metadata, "metadata"), "format_version": FORMAT_VERSION}
+    metadata = {**_default_metadata(), **_as_json_dict(metadata, "metadata"), "format_version": FORMAT_VERSION}
     members = [(CONFIG_MEMBER, _json_bytes(config, "config"), zipfile.ZIP_DEFLATED),
                (WEIGHTS_MEMBER, encode_safetensors(tensors), zipfile.ZIP_STORED)]
-    members += [(f"{key}.safetensors", encode_safetensors(value), zipfile.ZIP_STORED) for key, value in extra_tensors.items()]
-    members.append((METADATA_MEMBER, _json_bytes(full_metadata, "metadata"), zipfile.ZIP_DEFLATED))
+    for key, value in extra_tensors.items():
+        members.append((f"{key}.safetensors", encode_safetensors(value), zipfile.ZIP_STORED))
+    members.append((METADATA_MEMBER, _json_bytes(metadata, "metadata"), zipfile.ZIP_DEFLATED))
     with atomic_writer(path) as file, zipfile.ZipFile(file, "w") as archive:
         for name, data, compression in members:
             info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
@@ -115,7 +119,8 @@ def read_archive(path, max_bytes: int = DEFAULT_MAX_BYTES):
     Example:
     >>> import os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "model.lamina")
-    >>> write_archive(path, {}, {"w": torch.zeros(1)}, {"note": "hi"}, {"optimizer": {"step": torch.tensor(3)}})
+    >>> optimizer = {"step": torch.tensor(3)}
+    >>> write_archive(path, {}, {"w": torch.zeros(1)}, {"note": "hi"}, {"optimizer": optimizer})
     >>> config, tensors, metadata, extra = read_archive(path)
     >>> tensors, metadata["note"], extra
     ({'w': tensor([0.])}, 'hi', {'optimizer': {'step': tensor(3)}})
@@ -132,8 +137,8 @@ def read_archive(path, max_bytes: int = DEFAULT_MAX_BYTES):
     version = metadata.get("format_version")
     if version != FORMAT_VERSION:
         raise FormatError(
-            f"{METADATA_MEMBER} has format_version {version!r:.50}; this lamina reads version {FORMAT_VERSION!r}. "
-            "Upgrade lamina to read files from newer versions."
+            f"{METADATA_MEMBER} has format_version {version!r:.50}; this lamina reads version "
+            f"{FORMAT_VERSION!r}. Upgrade lamina to read files from newer versions."
         )
     config = _parse_json(contents.pop(CONFIG_MEMBER), CONFIG_MEMBER)
     tensors = _decode_member(contents.pop(WEIGHTS_MEMBER), WEIGHTS_MEMBER)
@@ -162,7 +167,9 @@ def read_weights_file(path, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, tor
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
         if size > max_bytes:
-            raise FormatError(f"{os.fspath(path)!r} holds {size} bytes, over the max_bytes={max_bytes} limit.")
+            raise FormatError(
+                f"{os.fspath(path)!r} holds {size} bytes, over the max_bytes={max_bytes} limit."
+            )
         data = file.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise FormatError(f"{os.fspath(path)!r} grew past the max_bytes={max_bytes} limit while being read.")
@@ -325,7 +332,7 @@ def _read_members(archive: zipfile.ZipFile, max_bytes: int) -> dict[str, bytes]:
     """Check every member's headers, then decompress each within its declared size."""
     infos = archive.infolist()
     if len(infos) > _MAX_MEMBERS:
-        raise FormatError(f"the archive has {len(infos)} members; a lamina archive has at most {_MAX_MEMBERS}.")
+        raise FormatError(f"the archive has {len(infos)} members; lamina archives have at most {_MAX_MEMBERS}.")
     names = [info.filename for info in infos]
     for info in infos:
         problem = _member_problem(info, max_bytes)
@@ -335,7 +342,9 @@ def _read_members(archive: zipfile.ZipFile, max_bytes: int) -> dict[str, bytes]:
             raise FormatError(f"archive member {info.filename!r} appears {names.count(info.filename)} times.")
     total = sum(info.file_size for info in infos)
     if total > max_bytes:
-        raise FormatError(f"the archive declares {total} uncompressed bytes, over the max_bytes={max_bytes} limit.")
+        raise FormatError(
+            f"the archive declares {total} uncompressed bytes, over the max_bytes={max_bytes} limit."
+        )
     missing = [name for name in (CONFIG_MEMBER, WEIGHTS_MEMBER, METADATA_MEMBER) if name not in names]
     if missing:
         raise FormatError(f"the archive lacks {missing}; it is not a lamina archive or it is damaged.")
@@ -348,9 +357,13 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
         while chunk := member.read(min(_CHUNK_BYTES, info.file_size + 1 - len(data))):
             data += chunk
             if len(data) > info.file_size:
-                raise FormatError(f"archive member {info.filename!r} holds more than its declared {info.file_size} bytes.")
+                raise FormatError(
+                    f"archive member {info.filename!r} holds more than its declared {info.file_size} bytes."
+                )
     if len(data) != info.file_size:
-        raise FormatError(f"archive member {info.filename!r} holds {len(data)} bytes, not its declared {info.file_size}.")
+        raise FormatError(
+            f"archive member {info.filename!r} holds {len(data)} bytes, not its declared {info.file_size}."
+        )
     return bytes(data)
 
 
@@ -367,5 +380,7 @@ def _parse_json(data: bytes, name: str) -> dict:
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise FormatError(f"archive member {name} is not valid UTF-8 JSON: {error}") from None
     if not isinstance(value, dict):
-        raise FormatError(f"archive member {name} must hold a JSON object; it holds a {type(value).__name__}.")
+        raise FormatError(
+            f"archive member {name} must hold a JSON object; it holds a {type(value).__name__}."
+        )
     return value

@@ -1,9 +1,8 @@
 """A hand-written safetensors codec: tensors ↔ bytes, byte-compatible with the safetensors library.
 
-It owns the byte format only (header, dtypes, alignment, validation) and ``FormatError``;
-files, zips and models live in ``lamina.saving.archive``. Decoding never unpickles or
-evaluates anything: a file is a JSON header plus raw little-endian bytes, checked in full
-before any tensor is allocated.
+Owns the byte format (header, dtypes, alignment, validation) and ``FormatError``; files and
+zips live in ``lamina.saving.archive``. Decoding never unpickles or evaluates anything and
+checks the whole header before allocating any tensor.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ __all__ = ["FormatError", "encode_safetensors", "decode_safetensors", "MAX_HEADE
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit on the JSON header
 _MAX_RANK = 64
 
-# safetensors name -> (torch dtype, bytes per element, rank in the library's dtype enum).
+# safetensors name -> (torch dtype, bytes per element, order of the library's dtype enum).
 # The library writes tensors sorted by that rank, descending, then by name; copying the
 # order makes our bytes identical to its bytes.
 _DTYPES = {
@@ -75,11 +74,15 @@ def encode_safetensors(tensors, metadata=None) -> bytes:
     b'{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}  \\x00\\x00\\x80?\\x00\\x00\\x80?'
     """
     if not isinstance(tensors, dict):
-        raise TypeError(f"encode_safetensors expects a dict of name -> tensor; received {type(tensors).__name__}.")
+        raise TypeError(
+            f"encode_safetensors expects a dict of name -> tensor; received {type(tensors).__name__}."
+        )
     entries = []
     for name, value in tensors.items():
         if not isinstance(name, str) or name == "__metadata__":
-            raise TypeError(f"safetensors tensor names must be str other than '__metadata__'; received {name!r}.")
+            raise TypeError(
+                f"safetensors tensor names must be str other than '__metadata__'; received {name!r}."
+            )
         tensor = _as_cpu_tensor(name, value)
         dtype_name = _NAME_OF_DTYPE[tensor.dtype]
         entries.append((-_DTYPES[dtype_name][2], name.encode("utf-8", "strict"), name, dtype_name, tensor))
@@ -87,13 +90,17 @@ def encode_safetensors(tensors, metadata=None) -> bytes:
 
     header: dict = {}
     if metadata is not None:
-        if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
-            raise TypeError(f"safetensors metadata must be a dict of str -> str or None; received {metadata!r}.")
+        if not (isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in metadata.items())):
+            raise TypeError(
+                f"safetensors metadata must be a dict of str -> str or None; received {metadata!r:.200}."
+            )
         header["__metadata__"] = dict(metadata)
     chunks, offset = [], 0
     for _, _, name, dtype_name, tensor in entries:
         data = _tensor_bytes(tensor, _DTYPES[dtype_name][1])
-        header[name] = {"dtype": dtype_name, "shape": list(tensor.shape), "data_offsets": [offset, offset + len(data)]}
+        span = [offset, offset + len(data)]
+        header[name] = {"dtype": dtype_name, "shape": list(tensor.shape), "data_offsets": span}
         chunks.append(data)
         offset += len(data)
     # ensure_ascii=False and compact separators reproduce serde_json's output byte for byte.
@@ -128,7 +135,9 @@ def decode_safetensors(data) -> dict[str, torch.Tensor]:
         raise TypeError(f"decode_safetensors expects bytes; received {type(data).__name__}.")
     view = memoryview(data).cast("B")
     if len(view) < 8:
-        raise FormatError(f"safetensors: the data holds {len(view)} bytes, fewer than the 8-byte header length.")
+        raise FormatError(
+            f"safetensors: the data holds {len(view)} bytes, fewer than the 8-byte header length."
+        )
     header_length = int.from_bytes(view[:8], "little")
     if header_length > len(view) - 8:
         raise FormatError(
@@ -136,7 +145,9 @@ def decode_safetensors(data) -> dict[str, torch.Tensor]:
             "after the 8-byte length; the file is truncated or not safetensors."
         )
     if header_length > MAX_HEADER_BYTES:
-        raise FormatError(f"safetensors: header of {header_length} bytes exceeds the {MAX_HEADER_BYTES}-byte limit.")
+        raise FormatError(
+            f"safetensors: header of {header_length} bytes exceeds the {MAX_HEADER_BYTES}-byte limit."
+        )
     entries = _parse_header(bytes(view[8 : 8 + header_length]))
     body = view[8 + header_length :]
     _check_layout(entries, len(body))
@@ -158,14 +169,17 @@ def _as_cpu_tensor(name: str, value) -> torch.Tensor:
     """A contiguous CPU tensor of a supported dtype, or TypeError naming the tensor."""
     if isinstance(value, np.ndarray):
         try:
-            value = torch.from_numpy(np.ascontiguousarray(value.astype(value.dtype.newbyteorder("="), copy=False)))
+            native = value.astype(value.dtype.newbyteorder("="), copy=False)
+            value = torch.from_numpy(np.ascontiguousarray(native))
         except TypeError:
             raise TypeError(
                 f"Tensor {name!r} has numpy dtype {value.dtype}, which safetensors cannot store; "
                 f"cast it to one of {sorted(str(d).replace('torch.', '') for d in _NAME_OF_DTYPE)}."
             ) from None
     if not isinstance(value, torch.Tensor):
-        raise TypeError(f"Tensor {name!r} must be a torch.Tensor or np.ndarray; received {type(value).__name__}.")
+        raise TypeError(
+            f"Tensor {name!r} must be a torch.Tensor or np.ndarray; received {type(value).__name__}."
+        )
     if value.layout != torch.strided:
         raise TypeError(f"Tensor {name!r} has layout {value.layout}; convert it with .to_dense() first.")
     if value.dtype not in _NAME_OF_DTYPE:
@@ -222,7 +236,9 @@ def _parse_header(raw: bytes) -> list[tuple[str, tuple[str, list[int], int, int]
             )
         dtype_name, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if not isinstance(dtype_name, str) or dtype_name not in _DTYPES:
-            raise FormatError(f"safetensors: entry {name!r} has dtype {dtype_name!r:.50}; expected one of {list(_DTYPES)}.")
+            raise FormatError(
+                f"safetensors: entry {name!r} has dtype {dtype_name!r:.50}; expected one of {list(_DTYPES)}."
+            )
         if not (isinstance(shape, list) and len(shape) <= _MAX_RANK and all(_is_count(d) for d in shape)):
             raise FormatError(
                 f"safetensors: entry {name!r} has shape {shape!r:.200}; expected a list of at most "
@@ -230,7 +246,8 @@ def _parse_header(raw: bytes) -> list[tuple[str, tuple[str, list[int], int, int]
             )
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)):
             raise FormatError(
-                f"safetensors: entry {name!r} has data_offsets {offsets!r:.200}; expected [begin, end] non-negative ints."
+                f"safetensors: entry {name!r} has data_offsets {offsets!r:.200}; "
+                "expected [begin, end] non-negative ints."
             )
         entries.append((name, (dtype_name, shape, offsets[0], offsets[1])))
     return entries
@@ -249,7 +266,9 @@ def _check_layout(entries, body_length: int) -> None:
                 f"{body_length}-byte data section."
             )
         if math.prod(max(dim, 1) for dim in shape) >= 2**63:  # zero-size tensors too: torch indexes in int64
-            raise FormatError(f"safetensors: entry {name!r} has shape {shape!r:.200}, too large for any tensor.")
+            raise FormatError(
+                f"safetensors: entry {name!r} has shape {shape!r:.200}, too large for any tensor."
+            )
         expected = math.prod(shape) * _DTYPES[dtype_name][1]
         if expected != end - begin:
             raise FormatError(
@@ -259,9 +278,13 @@ def _check_layout(entries, body_length: int) -> None:
     position = 0
     for name, (_, _, begin, end) in sorted(entries, key=lambda entry: entry[1][2:]):
         if begin < position:
-            raise FormatError(f"safetensors: entry {name!r} at bytes [{begin}, {end}] overlaps the previous tensor.")
+            raise FormatError(
+                f"safetensors: entry {name!r} at bytes [{begin}, {end}] overlaps the previous tensor."
+            )
         if begin > position:
             raise FormatError(f"safetensors: {begin - position} unused bytes before entry {name!r}.")
         position = end
     if position != body_length:
-        raise FormatError(f"safetensors: {body_length - position} bytes after the last tensor are not described by the header.")
+        raise FormatError(
+            f"safetensors: {body_length - position} bytes after the last tensor are not described by the header."
+        )

@@ -36,11 +36,22 @@ CASES = [
 ]
 
 
+def _restart_steps(kwargs):
+    """Steps where a geometric CosineDecayRestarts period begins."""
+    t_mul, first = kwargs.get("t_mul", 2.0), kwargs["first_decay_steps"]
+    return {first * (1 - t_mul**i) / (1 - t_mul) for i in range(1, 30)}
+
+
 @pytest.mark.parametrize("name,kwargs", CASES)
 def test_schedule_matches_keras(keras, name, kwargs):
     ours = getattr(schedules, name)(**kwargs)
     theirs = getattr(keras.optimizers.schedules, name)(**kwargs)
-    for step in STEPS:
+    skip = set()
+    if name == "CosineDecayRestarts" and kwargs.get("t_mul", 2.0) != 1.0:
+        # Keras's float32 log ratio can floor a restart step into the previous period
+        # (t_mul=1.5, step 15); those steps are checked in closed form below.
+        skip = _restart_steps(kwargs)
+    for step in [s for s in STEPS if s not in skip]:
         value = ours(step)
         assert type(value) is float
         assert value == pytest.approx(float(theirs(step)), rel=1e-5, abs=1e-7), step
@@ -86,6 +97,15 @@ def test_cosine_decay_restarts_periods_grow_by_t_mul():
     # Restarts at 4 and 4 + 8 = 12, each starting m_mul lower.
     assert schedule(0) == 1.0 and schedule(4) == 0.5 and schedule(12) == 0.25
     assert schedule(8) == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_cosine_decay_restarts_restarts_exactly_at_period_start():
+    schedule = schedules.CosineDecayRestarts(0.3, first_decay_steps=6, t_mul=1.5, m_mul=0.5,
+                                             alpha=0.05)
+    # Periods of 6, 9, 13.5 steps: restarts at 6, 15 and 28.5.
+    assert schedule(6) == pytest.approx(0.3 * (0.95 * 0.5 + 0.05))
+    assert schedule(15) == pytest.approx(0.3 * (0.95 * 0.25 + 0.05))
+    assert schedule(14.999) == pytest.approx(0.3 * 0.05, abs=1e-6)
 
 
 def test_schedule_accepts_tensor_step():
