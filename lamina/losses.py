@@ -2,7 +2,7 @@
 
 Functions return per-sample losses; classes wrap them and reduce with ``sample_weight`` and masks.
 String lookup (``"mse"``, ``"CategoricalCrossentropy"``) goes through ``lamina.registry``.
-Metrics that share these formulas import the functions from here.
+The functions double as Keras's metric functions (``keras.metrics.mean_squared_error``).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _squeeze_or_expand_to_same_rank(x1, x2, expand_rank_1: bool = True):
     """Squeeze or expand a trailing size-1 axis when the ranks differ by exactly one, as Keras."""
     rank1, rank2 = x1.dim(), x2.dim()
     if rank1 == rank2 + 1 and x1.shape[-1] == 1:
-        if False:
+        if rank2 == 1 and expand_rank_1:
             x2 = x2.unsqueeze(-1)
         else:
             x1 = x1.squeeze(-1)
@@ -224,7 +224,8 @@ class Loss:
     def call(self, y_true, y_pred):
         """Per-sample losses for ``y_true`` and ``y_pred``; subclasses implement it."""
         raise NotImplementedError(
-            f"{type(self).__name__} must implement call(y_true, y_pred) returning per-sample losses."
+            f"{type(self).__name__} must implement call(y_true, y_pred) returning "
+            "per-sample losses."
         )
 
     def get_config(self) -> dict:
@@ -304,10 +305,6 @@ class _BuiltinLoss(LossFunctionWrapper):
 
     def get_config(self) -> dict:
         return {**Loss.get_config(self), **self._fn_kwargs}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
 
 
 # ----------------------------------------------------------------------------- regression
@@ -582,7 +579,9 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
         y_pred = y_pred.to(config.torch_dtype())
     y_true = _tensor(y_true, device=y_pred.device)
     if y_pred.dim() < 1:
-        raise ValueError("sparse_categorical_crossentropy expects y_pred of rank >= 1; received a scalar.")
+        raise ValueError(
+            "sparse_categorical_crossentropy expects y_pred of rank >= 1; received a scalar."
+        )
     class_axis = axis % y_pred.dim()
     if y_true.dim() == y_pred.dim() and y_true.shape[class_axis] == 1:
         y_true = y_true.squeeze(class_axis)
@@ -653,7 +652,9 @@ def squared_hinge(y_true, y_pred):
 
 @register("loss")
 def categorical_hinge(y_true, y_pred):
-    """``max(neg - pos + 1, 0)`` with ``pos = sum(y_true * y_pred)``, ``neg = max((1 - y_true) * y_pred)``.
+    """Categorical hinge ``max(neg - pos + 1, 0)`` for one-hot labels.
+
+    ``pos = sum(y_true * y_pred)`` and ``neg = max((1 - y_true) * y_pred)`` over the last axis.
 
     >>> categorical_hinge([[0.0, 1.0, 0.0]], [[0.3, 0.6, 0.1]])
     tensor([0.7000])

@@ -9,6 +9,7 @@ without host syncs. Losses, and the crossentropy/hinge metrics built on them, li
 from __future__ import annotations
 
 import inspect
+import numbers
 import re
 
 import numpy as np
@@ -43,6 +44,17 @@ def _snake_case(name: str) -> str:
     name = re.sub(r"\W+", "", name)
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _function_form(fn):
+    """Register a function form under its own kind, and under "metric" for serialization only.
+
+    Every function form is defined before the class of the same snake_case name, whose
+    registration then takes over the "metric" table entry: ``registry.serialize("metric",
+    binary_accuracy)`` gives ``"binary_accuracy"``, which ``registry.get`` turns into an
+    equivalent ``BinaryAccuracy()`` (same name, same values), as Keras's ``metrics.get`` does.
+    """
+    return register("metric")(register(_FUNCTION_KIND)(fn))
 
 
 def _metric(*aliases: str):
@@ -241,9 +253,13 @@ class Metric:
             return self._device
         if device != self._device:
             for variable in self._variables:
-                # swap_tensors keeps the Python object (users hold references to it) and, unlike
-                # ``.data =``, works between any two devices, meta included.
-                torch.utils.swap_tensors(variable, _StateTensor.wrap(variable.detach().to(device)))
+                moved = _StateTensor.wrap(variable.detach().to(device))
+                try:
+                    # Keeps the Python object (users hold references to it); unlike ``.data =``
+                    # it works between any two devices, meta included.
+                    torch.utils.swap_tensors(variable, moved)
+                except RuntimeError:  # e.g. a weakref (torch.compile guards) pins the object
+                    variable.data = moved.data
             self._device = device
         return device
 
@@ -290,6 +306,9 @@ class Sum(Metric):
         device = self._follow(_device_of(values, sample_weight))
         dtype = self.total.dtype
         values = _as_tensor(values, dtype, device)
+        if isinstance(sample_weight, numbers.Real):  # a scalar weight scales the whole batch
+            self.total.add_(values.sum(), alpha=sample_weight)
+            return
         if sample_weight is not None:
             sample_weight = _as_tensor(sample_weight, dtype, device)
         values, _ = _reduce_samplewise(values, sample_weight, torch.sum)
@@ -329,6 +348,12 @@ class Mean(Metric):
     def _accumulate(self, values, sample_weight, device):
         dtype = self.total.dtype
         values = _as_tensor(values, dtype, device)
+        if isinstance(sample_weight, numbers.Real):
+            # Keras averages the batch and weighs it once; done here without building a
+            # device tensor from a Python number every step (the loss tracker's case).
+            self.total.add_(values.mean(), alpha=sample_weight)
+            self.count.add_(sample_weight)
+            return
         if sample_weight is not None:
             sample_weight = _as_tensor(sample_weight, dtype, device)
         values, sample_weight = _reduce_samplewise(values, sample_weight, torch.mean)
@@ -443,7 +468,7 @@ def _accuracy(y_true, y_pred):
     return (y_true == y_pred).to(config.torch_dtype())
 
 
-@register(_FUNCTION_KIND)
+@_function_form
 def binary_accuracy(y_true, y_pred, threshold=0.5):
     """Per-sample: 1.0 where ``y_pred > threshold`` equals ``y_true``, else 0.0.
 
@@ -456,7 +481,7 @@ def binary_accuracy(y_true, y_pred, threshold=0.5):
     return (y_true == (y_pred > threshold).to(y_true.dtype)).to(config.torch_dtype())
 
 
-@register(_FUNCTION_KIND)
+@_function_form
 def categorical_accuracy(y_true, y_pred):
     """Per-sample: 1.0 where the argmax of one-hot ``y_true`` equals the argmax of ``y_pred``.
 
@@ -472,7 +497,7 @@ def categorical_accuracy(y_true, y_pred):
     return matches.reshape(label_shape) if len(label_shape) == y_pred.ndim else matches
 
 
-@register(_FUNCTION_KIND)
+@_function_form
 def sparse_categorical_accuracy(y_true, y_pred):
     """Per-sample: 1.0 where the integer label ``y_true`` equals the argmax of ``y_pred``.
 
@@ -494,7 +519,7 @@ def _in_top_k(targets, predictions, k):
     return (target_scores >= kth).squeeze(-1)
 
 
-@register(_FUNCTION_KIND)
+@_function_form
 def top_k_categorical_accuracy(y_true, y_pred, k=5):
     """Per-sample: 1.0 where the one-hot label is among the ``k`` highest scores.
 
@@ -507,7 +532,7 @@ def top_k_categorical_accuracy(y_true, y_pred, k=5):
     return matches.to(config.torch_dtype()).reshape(labels.shape)
 
 
-@register(_FUNCTION_KIND)
+@_function_form
 def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False):
     """Per-sample: 1.0 where the integer label is among the ``k`` highest scores.
 
@@ -672,7 +697,7 @@ class SparseTopKCategoricalAccuracy(_FnMetric):
 # --------------------------------------------------------------------------- regression
 
 
-@register(_FUNCTION_KIND)
+@_function_form
 def mean_squared_error(y_true, y_pred):
     """``mean(square(y_true - y_pred), axis=-1)``.
 
@@ -683,7 +708,7 @@ def mean_squared_error(y_true, y_pred):
     return torch.square(y_true - y_pred).mean(dim=-1)
 
 
-@register(_FUNCTION_KIND)
+@_function_form
 def mean_absolute_error(y_true, y_pred):
     """``mean(abs(y_true - y_pred), axis=-1)``.
 
@@ -694,7 +719,7 @@ def mean_absolute_error(y_true, y_pred):
     return torch.abs(y_true - y_pred).mean(dim=-1)
 
 
-@register(_FUNCTION_KIND)
+@_function_form
 def mean_absolute_percentage_error(y_true, y_pred):
     """``100 * mean(abs((y_true - y_pred) / max(abs(y_true), epsilon)), axis=-1)``.
 
@@ -706,7 +731,7 @@ def mean_absolute_percentage_error(y_true, y_pred):
     return 100.0 * torch.abs((y_true - y_pred) / denominator).mean(dim=-1)
 
 
-@register(_FUNCTION_KIND)
+@_function_form
 def mean_squared_logarithmic_error(y_true, y_pred):
     """``mean(square(log(max(y_pred, eps) + 1) - log(max(y_true, eps) + 1)), axis=-1)``.
 
@@ -1284,9 +1309,9 @@ class AUC(_ThresholdMetric):
         self._built = True
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        if not self._built:
-            self._build(tuple(np.shape(y_pred)) if not isinstance(y_pred, torch.Tensor) else tuple(y_pred.shape))
         device = self._follow(_device_of(y_pred, y_true, sample_weight))
+        if not self._built:
+            self._build(tuple(y_pred.shape) if isinstance(y_pred, torch.Tensor) else np.shape(y_pred))
         if self._from_logits:
             y_pred = torch.sigmoid(_as_tensor(y_pred, config.torch_dtype(self.dtype), device))
         label_weights = None
@@ -1324,6 +1349,8 @@ class AUC(_ThresholdMetric):
         return self._average_labels(increments)
 
     def result(self):
+        if not self._built:  # multi_label without num_labels, before the first batch
+            return torch.zeros((), dtype=config.torch_dtype(self.dtype), device=self._follow(None))
         if self.curve == "PR" and self.summation_method == "interpolation":
             return self._interpolate_pr_auc()
         tp, fp, tn, fn = self.true_positives, self.false_positives, self.true_negatives, self.false_negatives

@@ -162,6 +162,7 @@ _PROVIDERS = {
     "constraint": "lamina.constraints",
     "loss": "lamina.losses",
     "metric": "lamina.metrics",
+    "metric_function": "lamina.metrics",
     "optimizer": "lamina.optimizers",
     "schedule": "lamina.optimizers.schedules",
     "layer": "lamina.layers",

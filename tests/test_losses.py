@@ -1,4 +1,4 @@
-"""Tests for lamina.losses: every loss against keras.losses, closed forms, errors, configs, registry."""
+"""Tests for lamina.losses: every loss against keras.losses, closed forms, errors and configs."""
 
 import inspect
 import json
@@ -27,18 +27,28 @@ def _data(kind, shape, seed=0):
         return rng.uniform(0.0, 2.0, shape).astype(f32), rng.uniform(0.1, 2.0, shape).astype(f32)
     if kind == "binary":
         return rng.integers(0, 2, shape).astype(f32), rng.uniform(0.01, 0.99, shape).astype(f32)
+    if kind == "binary_extreme":
+        # Probabilities of exactly 0 and 1 exercise the clipping to [epsilon, 1 - epsilon].
+        y_true = rng.integers(0, 2, shape).astype(f32)
+        return y_true, np.where(rng.random(shape) < 0.5, y_true, 1 - y_true).astype(f32)
     if kind == "binary_logits":
         return rng.integers(0, 2, shape).astype(f32), (3 * rng.normal(size=shape)).astype(f32)
     if kind == "onehot":
         # Unnormalized positive scores exercise the renormalization of probabilities.
         eye = np.eye(shape[-1], dtype=f32)
-        return eye[rng.integers(0, shape[-1], shape[:-1])], rng.uniform(0.01, 1.0, shape).astype(f32)
+        labels = eye[rng.integers(0, shape[-1], shape[:-1])]
+        return labels, rng.uniform(0.01, 1.0, shape).astype(f32)
+    if kind == "onehot_extreme":
+        eye = np.eye(shape[-1], dtype=f32)
+        y_true = eye[rng.integers(0, shape[-1], shape[:-1])]
+        return y_true, eye[rng.integers(0, shape[-1], shape[:-1])]
     if kind == "onehot_logits":
         eye = np.eye(shape[-1], dtype=f32)
         return eye[rng.integers(0, shape[-1], shape[:-1])], (3 * rng.normal(size=shape)).astype(f32)
     if kind == "distribution":
         a, b = rng.uniform(0.01, 1.0, shape), rng.uniform(0.01, 1.0, shape)
-        return (a / a.sum(-1, keepdims=True)).astype(f32), (b / b.sum(-1, keepdims=True)).astype(f32)
+        a, b = a / a.sum(-1, keepdims=True), b / b.sum(-1, keepdims=True)
+        return a.astype(f32), b.astype(f32)
     if kind == "signs":
         return rng.choice([-1.0, 1.0], shape).astype(f32), rng.normal(size=shape).astype(f32)
     raise ValueError(kind)
@@ -65,8 +75,16 @@ FUNCTION_CASES = [
     ("categorical_hinge", {}, "onehot", (BATCH, 4)),
     ("binary_crossentropy", {}, "binary", (BATCH, 4)),
     ("binary_crossentropy", {"label_smoothing": 0.2}, "binary", (BATCH, 4)),
+    ("binary_crossentropy", {}, "binary_extreme", (BATCH, 4)),
+    ("binary_focal_crossentropy", {"gamma": 0.5}, "binary_extreme", (BATCH, 4)),
+    ("categorical_crossentropy", {}, "onehot_extreme", (BATCH, 5)),
+    ("kl_divergence", {}, "onehot_extreme", (BATCH, 5)),
+    ("poisson", {}, "onehot_extreme", (BATCH, 5)),
+    ("mean_squared_logarithmic_error", {}, "signs", (BATCH, 4)),
+    ("mean_absolute_percentage_error", {}, "onehot_extreme", (BATCH, 5)),
     ("binary_crossentropy", {"from_logits": True}, "binary_logits", (BATCH, 4)),
-    ("binary_crossentropy", {"from_logits": True, "label_smoothing": 0.1}, "binary_logits", (BATCH, 4)),
+    ("binary_crossentropy", {"from_logits": True, "label_smoothing": 0.1}, "binary_logits",
+     (BATCH, 4)),
     ("binary_crossentropy", {"axis": 1}, "binary", (BATCH, 3, 4)),
     ("binary_focal_crossentropy", {}, "binary", (BATCH, 4)),
     ("binary_focal_crossentropy", {"apply_class_balancing": True, "alpha": 0.4, "gamma": 1.5},
@@ -106,13 +124,15 @@ def test_categorical_crossentropy_axis_matches_keras(keras):
 @pytest.mark.parametrize("label_shape", [(BATCH,), (BATCH, 1)])
 @pytest.mark.parametrize("from_logits", [False, True])
 @pytest.mark.parametrize("label_dtype", [np.int64, np.int32, np.float32])
-def test_sparse_categorical_crossentropy_matches_keras(keras, label_shape, from_logits, label_dtype):
+def test_sparse_categorical_crossentropy_matches_keras(keras, label_shape, from_logits,
+                                                       label_dtype):
     rng = np.random.default_rng(1)
     y_true = rng.integers(0, 5, label_shape).astype(label_dtype)
     kind = "onehot_logits" if from_logits else "onehot"
     y_pred = _data(kind, (BATCH, 5))[1]
-    expected = _np(keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=from_logits))
-    result = losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=from_logits)
+    kwargs = {"from_logits": from_logits}
+    expected = _np(keras.losses.sparse_categorical_crossentropy(y_true, y_pred, **kwargs))
+    result = losses.sparse_categorical_crossentropy(y_true, y_pred, **kwargs)
     assert tuple(result.shape) == (BATCH,)
     np.testing.assert_allclose(_np(result), expected, rtol=1e-5, atol=1e-6)
 
@@ -145,7 +165,8 @@ CLASS_CASES = [
     ("SquaredHinge", {}, "signs", (BATCH, 4)),
     ("CategoricalHinge", {}, "onehot", (BATCH, 4)),
     ("BinaryCrossentropy", {}, "binary", (BATCH, 4)),
-    ("BinaryCrossentropy", {"from_logits": True, "label_smoothing": 0.2}, "binary_logits", (BATCH, 4)),
+    ("BinaryCrossentropy", {"from_logits": True, "label_smoothing": 0.2}, "binary_logits",
+     (BATCH, 4)),
     ("BinaryCrossentropy", {"axis": 1}, "binary", (BATCH, 3, 4)),
     ("BinaryFocalCrossentropy", {}, "binary", (BATCH, 4)),
     ("BinaryFocalCrossentropy", {"apply_class_balancing": True, "from_logits": True, "gamma": 3.0},
@@ -235,11 +256,21 @@ def test_loss_function_wrapper_matches_keras(keras):
 
     from keras.src.losses import LossFunctionWrapper as keras_wrapper
 
+    def kept_dims_error(y_true, y_pred):
+        return (y_true - y_pred).abs().sum(dim=-1, keepdim=True)
+
     y_true, y_pred = _data("regression", (BATCH, 3))
     for weight in _sample_weights():
-        ours = losses.LossFunctionWrapper(scaled_error, scale=2.0)(y_true, y_pred, weight)
-        theirs = keras_wrapper(scaled_error, scale=2.0)(y_true, y_pred, weight)
-        np.testing.assert_allclose(_np(ours), _np(theirs), rtol=1e-6)
+        for reduction in ("none", "sum_over_batch_size"):
+            ours = losses.LossFunctionWrapper(scaled_error, reduction, scale=2.0)
+            theirs = keras_wrapper(scaled_error, reduction, scale=2.0)
+            np.testing.assert_allclose(_np(ours(y_true, y_pred, weight)),
+                                       _np(theirs(y_true, y_pred, weight)), rtol=1e-6)
+            # Per-sample losses of shape (batch, 1) against weights of shape (batch,).
+            result = losses.LossFunctionWrapper(kept_dims_error, reduction)(y_true, y_pred, weight)
+            expected = keras_wrapper(kept_dims_error, reduction)(y_true, y_pred, weight)
+            assert tuple(result.shape) == tuple(expected.shape)
+            np.testing.assert_allclose(_np(result), _np(expected), rtol=1e-6)
 
 
 def test_loss_dtype_float64_matches_keras(keras):
@@ -419,8 +450,8 @@ def test_loss_config_round_trip_keeps_outputs(name, kwargs, kind, shape):
     torch.testing.assert_close(restored(y_true, y_pred), loss(y_true, y_pred))
 
 
-@pytest.mark.parametrize("name", [n for n, _ in _registered_classes() if n not in ("Loss",
-                                                                                   "LossFunctionWrapper")])
+@pytest.mark.parametrize("name", [name for name, _ in _registered_classes()
+                                  if name not in ("Loss", "LossFunctionWrapper")])
 def test_loss_class_defaults_and_config_match_keras(keras, name):
     ours, theirs = getattr(losses, name)(), getattr(keras.losses, name)()
     assert ours.name == theirs.name

@@ -54,7 +54,8 @@ def unique_name(base: str) -> str:
 
 def deprecated_argument(message: str) -> None:
     """Warn (DeprecationWarning) at the first stack frame outside lamina, so users see it."""
-    frame, level = sys._getframe(1), 1
+    # stacklevel=1 is this function, 2 its caller (frame 1 here).
+    frame, level = sys._getframe(1), 2
     while frame is not None and frame.f_globals.get("__name__", "").startswith("lamina"):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, DeprecationWarning, stacklevel=level)
@@ -197,7 +198,9 @@ class Layer(nn.Module):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Layer name must be a string; received name={name!r}.")
         self.name = name or unique_name(_snake_case(type(self).__name__))
-        self._dtype = dtype.name if isinstance(dtype, torch.dtype) else (dtype or config.floatx())
+        if isinstance(dtype, torch.dtype):  # torch.float16 -> "float16"
+            dtype = str(dtype).replace("torch.", "")
+        self._dtype = dtype or config.floatx()
         if isinstance(self._dtype, dict):  # a serialized Keras DTypePolicy
             self._dtype = self._dtype.get("config", {}).get("name", config.floatx())
         self._trainable = bool(trainable)
@@ -234,7 +237,7 @@ class Layer(nn.Module):
 
         >>> layer = Layer()
         >>> w = layer.add_weight(shape=(2, 3), initializer="zeros", name="kernel")
-        >>> tuple(w.shape), layer.get_weights()[0].sum()
+        >>> tuple(w.shape), float(layer.get_weights()[0].sum())
         ((2, 3), 0.0)
         """
         for key in ("autocast", "aggregation", "overwrite_with_gradient", "synchronization"):
@@ -265,6 +268,7 @@ class Layer(nn.Module):
         else:
             tensor = value
             self.register_buffer(attr, tensor)
+        tensor.path = f"{self.name}/{attr}"  # Keras's variable path, used by the optimizer's filters
         self._weight_names.append(attr)
         self._weight_trainable[attr] = bool(trainable)
         if perm is not None:
@@ -291,6 +295,7 @@ class Layer(nn.Module):
         else:
             self._buffers[new] = self._buffers.pop(old)
         self._weight_names[self._weight_names.index(old)] = new
+        self._tensor(new).path = f"{self.name}/{new}"
         for table in (self._weight_trainable, self._weight_layouts, self._weight_regularizers, self._weight_constraints):
             if old in table:
                 table[new] = table.pop(old)

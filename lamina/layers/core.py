@@ -132,6 +132,9 @@ class Dense(Layer):
         self.built = True
 
     def call(self, inputs):
+        if inputs.dtype != self.kernel.dtype:
+            # Keras casts integer and other-precision inputs to the layer's dtype.
+            inputs = inputs.to(self.kernel.dtype)
         return self.activation(F.linear(inputs, self.kernel, self.bias))
 
     def compute_output_shape(self, input_shape):

@@ -122,6 +122,7 @@ class InputLayer(Layer):
         batch_size: optional fixed batch size.
         dtype: dtype name of the input, default ``floatx()``.
         sparse: whether the input is a sparse tensor (kept for Keras compatibility).
+        ragged: whether the input is ragged (kept for Keras compatibility).
         batch_shape: full shape including the batch axis (instead of ``shape``).
         name: layer name, default ``input_layer``.
 
@@ -129,16 +130,21 @@ class InputLayer(Layer):
     (None, 8)
     """
 
-    def __init__(self, shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None,
+    def __init__(self, shape=None, batch_size=None, dtype=None, sparse=None, ragged=None, batch_shape=None,
                  input_tensor=None, optional=False, name=None, **kwargs):
         legacy = kwargs.pop("input_shape", None)
         legacy_batch = kwargs.pop("batch_input_shape", None)
-        kwargs.pop("ragged", None)
         if shape is None and legacy is not None:
             shape = legacy
         if batch_shape is None and legacy_batch is not None:
             batch_shape = legacy_batch
         super().__init__(name=name, dtype=dtype, **kwargs)
+        if batch_shape is not None and (shape is not None or batch_size is not None):
+            raise ValueError(
+                f"InputLayer takes either `shape` (with an optional `batch_size`) or `batch_shape`, "
+                f"not both; received shape={shape!r}, batch_size={batch_size!r}, "
+                f"batch_shape={batch_shape!r}."
+            )
         if batch_shape is None:
             if shape is None:
                 raise ValueError(
@@ -149,6 +155,7 @@ class InputLayer(Layer):
             batch_shape = (batch_size, *shape)
         self.batch_shape = tuple(None if s is None else int(s) for s in batch_shape)
         self.sparse = bool(sparse)
+        self.ragged = bool(ragged)
         self.optional = bool(optional)
         self.built = True
         self.output = SymbolicTensor(self.batch_shape, self._dtype, Node(self, (), {}, []), 0, self.name)
@@ -162,10 +169,10 @@ class InputLayer(Layer):
 
     def get_config(self):
         return {"batch_shape": self.batch_shape, "dtype": self._dtype, "sparse": self.sparse,
-                "name": self.name, "optional": self.optional}
+                "ragged": self.ragged, "name": self.name, "optional": self.optional}
 
 
-def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None,
+def Input(shape=None, batch_size=None, dtype=None, sparse=None, ragged=None, batch_shape=None, name=None,
           tensor=None, optional=False) -> SymbolicTensor:
     """A symbolic model input, as ``keras.Input``: ``Input(shape=(64,))``.
 
@@ -174,12 +181,13 @@ def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None
         batch_size: optional fixed batch size.
         dtype: dtype name, default ``floatx()``.
         sparse: whether the input is sparse.
+        ragged: whether the input is ragged (kept for Keras compatibility).
         batch_shape: full shape including the batch axis.
         name: name of the input (and of its InputLayer).
 
     >>> Input(shape=(28, 28, 1)).shape
     (None, 28, 28, 1)
     """
-    layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, sparse=sparse,
+    layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, sparse=sparse, ragged=ragged,
                        batch_shape=batch_shape, name=name, optional=optional)
     return layer.output

@@ -92,7 +92,8 @@ class Optimizer:
                  ema_overwrite_frequency=None, loss_scale_factor=None,
                  gradient_accumulation_steps=None, name=None, **kwargs):
         if kwargs.pop("decay", None) is not None:
-            warnings.warn("Argument `decay` is no longer supported and will be ignored.", stacklevel=2)
+            warnings.warn("Argument `decay` is no longer supported and will be ignored.",
+                          stacklevel=2)
         if kwargs:
             raise ValueError(
                 f"{type(self).__name__} received unknown argument(s) {sorted(kwargs)}. "
@@ -115,7 +116,8 @@ class Optimizer:
         if use_ema:
             if not 0 <= ema_momentum <= 1:
                 raise ValueError(
-                    f"`ema_momentum` must be in the range [0, 1]; received ema_momentum={ema_momentum}."
+                    "`ema_momentum` must be in the range [0, 1]; received "
+                    f"ema_momentum={ema_momentum}."
                 )
             if ema_overwrite_frequency is not None and (
                 not isinstance(ema_overwrite_frequency, int) or ema_overwrite_frequency < 1
@@ -138,6 +140,7 @@ class Optimizer:
         self._iterations = 0
         self.built = False
         self._params: list[torch.Tensor] = []
+        self._index: dict[int, int] = {}
         self._slot_entries: list[tuple[str, torch.Tensor]] = []
         self._exclude_ids: set[int] = set()
         self._exclude_pattern = None
@@ -219,13 +222,14 @@ class Optimizer:
         them in, as in Keras. Returns a list, or a tuple of lists for a list of names.
         """
         names = [name] if isinstance(name, str) else list(name)
-        initializers = (
-            [initializer] * len(names) if not isinstance(initializer, (list, tuple)) else initializer
-        )
+        initializers = initializer
+        if not isinstance(initializer, (list, tuple)):
+            initializers = [initializer] * len(names)
         slots = tuple([] for _ in names)
         for variable in trainable_variables:
             for position, (slot_name, slot_init) in enumerate(zip(names, initializers)):
-                slots[position].append(self.add_variable_from_reference(variable, slot_name, slot_init))
+                slot = self.add_variable_from_reference(variable, slot_name, slot_init)
+                slots[position].append(slot)
         return slots[0] if isinstance(name, str) else slots
 
     def _new_slot(self, shape, dtype, device, initializer, name, index=None):
@@ -353,6 +357,8 @@ class Optimizer:
                 loss = closure()
         self._require_built("step")
         params = self._params
+        if not params:
+            return loss
         grads = [param.grad for param in params]
         indices = None
         if any(grad is None for grad in grads):
@@ -605,7 +611,8 @@ class Optimizer:
         if type(self._learning_rate) is float:
             values.append(torch.tensor(self._learning_rate, dtype=config.torch_dtype()))
         values.extend(tensor for _, tensor in self._slot_entries)
-        values.extend(torch.tensor(value, dtype=config.torch_dtype()) for _, value in self._extra_scalars())
+        values.extend(
+            torch.tensor(value, dtype=config.torch_dtype()) for _, value in self._extra_scalars())
         return values
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -674,7 +681,8 @@ class Optimizer:
                 f"set_weights received {len(weights)} arrays; {type(self).__name__} has "
                 f"{len(keys)} variables ({keys})."
             )
-        self.load_state_tensors({key: torch.as_tensor(np.asarray(w)) for key, w in zip(keys, weights)})
+        self.load_state_tensors(
+            {key: torch.as_tensor(np.asarray(weight)) for key, weight in zip(keys, weights)})
 
     def save_own_variables(self, store) -> None:
         """Write ``variables`` as numpy arrays under keys "0", "1"... (Keras's layout)."""
@@ -719,7 +727,8 @@ class Optimizer:
         """Rebuild an optimizer (without state) from ``get_config()`` output."""
         config = dict(config)
         if isinstance(config.get("learning_rate"), dict):
-            config["learning_rate"] = registry.get("schedule", config["learning_rate"], custom_objects)
+            config["learning_rate"] = registry.get(
+                "schedule", config["learning_rate"], custom_objects)
         return cls(**config)
 
     def __repr__(self):

@@ -72,8 +72,11 @@ class SGD(Optimizer):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
                          ema_momentum, ema_overwrite_frequency, loss_scale_factor,
                          gradient_accumulation_steps, name, **kwargs)
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
-            raise ValueError(f"`momentum` must be a float between [0, 1]; received momentum={momentum!r}.")
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not (
+            0 <= momentum <= 1
+        ):
+            raise ValueError(
+                f"`momentum` must be a float between [0, 1]; received momentum={momentum!r}.")
         self.momentum = float(momentum)
         self.nesterov = nesterov
 

@@ -344,7 +344,8 @@ class CosineDecayRestarts(LearningRateSchedule):
             fraction -= restart
         else:
             # Periods grow geometrically: restart i begins at (1 - t_mul**i) / (1 - t_mul).
-            restart = math.floor(math.log(1.0 - fraction * (1.0 - self.t_mul)) / math.log(self.t_mul))
+            restart = math.floor(
+                math.log(1.0 - fraction * (1.0 - self.t_mul)) / math.log(self.t_mul))
             # The log ratio can round just below an integer at a restart step; a restart
             # begins exactly there (Keras's float32 maths sometimes lands a step late).
             if (1.0 - self.t_mul ** (restart + 1)) / (1.0 - self.t_mul) <= fraction:

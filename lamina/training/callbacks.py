@@ -24,7 +24,8 @@ from lamina.registry import register
 from lamina.utils.progbar import print_msg
 
 __all__ = [
-    "Callback", "CallbackList", "MonitorCallback", "History", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "LearningRateScheduler",
+    "Callback", "CallbackList", "MonitorCallback", "History", "EarlyStopping",
+    "ModelCheckpoint", "ReduceLROnPlateau", "LearningRateScheduler",
     "CSVLogger", "TerminateOnNaN", "LambdaCallback",
 ]
 

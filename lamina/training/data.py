@@ -195,13 +195,17 @@ class IterableBatches:
             self._iterator = iter(self.source)
         elif self._iterator is None:
             self._iterator = self.source
-        count = 0
+        count, restarted = 0, False
         while self.steps is None or count < self.steps:
             try:
                 item = next(self._iterator)
             except StopIteration:
-                if reusable and self.steps is not None and count > 0:
+                # With steps_per_epoch, a Dataset/DataLoader starts a new pass when the
+                # previous one ended, also exactly at an epoch boundary; `restarted`
+                # stops an empty source from looping forever.
+                if reusable and self.steps is not None and not restarted:
                     self._iterator = iter(self.source)
+                    restarted = True
                     continue
                 if count == 0:
                     warnings.warn(
@@ -210,7 +214,7 @@ class IterableBatches:
                         "batches.", UserWarning, stacklevel=2)
                 self._iterator = None if reusable else self._iterator
                 return
-            count += 1
+            count, restarted = count + 1, False
             yield unpack(item, self.device)
 
 

@@ -107,8 +107,13 @@ class Trainer:
         self._class_weight_table: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ building
-    def _build(self, y, y_pred) -> None:
-        """Resolve metrics from the first batch's shapes and build the optimizer."""
+    def _build_metrics(self, y, y_pred) -> None:
+        """Resolve metrics from the first batch's shapes (``"accuracy"`` depends on them).
+
+        Called once the first batch's loss has been computed, so a batch the loss
+        rejects (e.g. integer labels with categorical_crossentropy) does not leave
+        metrics resolved for the wrong targets.
+        """
         if self.metrics is None:
             self.metrics = [metrics_module.resolve(m, y, y_pred, self.loss_identifier)
                             for m in self.metric_identifiers]
@@ -118,7 +123,6 @@ class Trainer:
             for metric in self.metrics + self.weighted_metrics:
                 names.append((metric.name, metric))
             self.logs = LazyLogs(names)
-        self._build_optimizer()
 
     def _build_optimizer(self) -> None:
         """Give the optimizer the trainable weights; cache regularized and constrained weights."""
@@ -173,7 +177,11 @@ class Trainer:
         if table is None or y is None:
             return sample_weight
         labels = y.argmax(-1) if (y.ndim > 1 and y.shape[-1] > 1) else y.reshape(y.shape[0], -1)[:, 0]
-        weights = table[labels.long()]
+        labels = labels.round().long() if labels.is_floating_point() else labels.long()
+        # Classes missing from class_weight weigh 1.0, as in Keras; masking instead of a
+        # python check keeps the step free of host synchronisation.
+        known = (labels >= 0) & (labels < table.shape[0])
+        weights = torch.where(known, table[labels.clamp(0, table.shape[0] - 1)], 1.0)
         return weights if sample_weight is None else sample_weight * weights
 
     def update_metrics(self, y, y_pred, sample_weight, loss, batch_size) -> None:
@@ -189,10 +197,10 @@ class Trainer:
         x, y, sample_weight = data
         model = self.model
         y_pred = model(x, training=True)
-        if self.metrics is None or not self._built:
-            self._build(y, y_pred)
+        self._build_optimizer()
         sample_weight = self._sample_weight(y, sample_weight)
         loss = self.compute_loss(x, y, y_pred, sample_weight)
+        self._build_metrics(y, y_pred)
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
@@ -204,10 +212,10 @@ class Trainer:
     def test_step(self, data):
         x, y, sample_weight = data
         y_pred = self.model(x, training=False)
-        if self.metrics is None:
-            self._build(y, y_pred)
+        self._build_optimizer()  # also collects the regularized weights compute_loss adds
         sample_weight = self._sample_weight(y, sample_weight)
         loss = self.compute_loss(x, y, y_pred, sample_weight)
+        self._build_metrics(y, y_pred)
         self.update_metrics(y, y_pred, sample_weight, loss, data_module.num_samples(x))
         return self.logs
 
@@ -236,6 +244,17 @@ def _logs_floats(logs) -> dict:
     return {k: _to_float(v) for k, v in sorted(dict(logs or {}).items())}
 
 
+def _should_validate(epoch: int, validation_freq) -> bool:
+    """Keras's rule: every ``validation_freq`` epochs (an int) or at the listed 1-based epochs."""
+    if isinstance(validation_freq, int) and not isinstance(validation_freq, bool):
+        return (epoch + 1) % validation_freq == 0
+    if isinstance(validation_freq, (list, tuple)):
+        return epoch + 1 in validation_freq
+    raise ValueError(
+        f"validation_freq must be an int or a list of epoch numbers; received {validation_freq!r}."
+    )
+
+
 def _set_class_weight(trainer: Trainer, class_weight, device) -> None:
     if not class_weight:
         trainer._class_weight_table = None
@@ -253,6 +272,11 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
         validation_batch_size=None, validation_freq=1):
     """``Model.fit``: see its docstring."""
     trainer = _require_compiled(model, "fit")
+    if class_weight is not None and sample_weight is not None:
+        raise ValueError(
+            "fit received both class_weight and sample_weight; Keras accepts only one. Fold "
+            "the class weights into sample_weight (sample_weight * weight of each sample's class)."
+        )
     device = config.get_device()
     model.to(device)
     if validation_split and validation_data is None:
@@ -292,7 +316,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
         if logs is None:
             break
         epoch_logs = _logs_floats(logs)
-        if val is not None and (epoch + 1) % int(validation_freq) == 0:
+        if val is not None and _should_validate(epoch, validation_freq):
             val_logs = evaluate(model, val, batch_size=validation_batch_size or batch_size,
                                 steps=validation_steps, callbacks=callback_list, return_dict=True,
                                 _inside_fit=True)
@@ -420,7 +444,7 @@ def _concat(chunks):
 def _require_compiled(model, what: str) -> Trainer:
     trainer = getattr(model, "_trainer", None)
     if trainer is None:
-        raise RuntimeError(
+        raise ValueError(
             f"You must call `compile()` before using the model for {what}: e.g. "
             f"model.compile(optimizer='adam', loss='categorical_crossentropy', metrics=['accuracy'])."
         )

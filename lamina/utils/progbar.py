@@ -60,7 +60,8 @@ class Progbar:
     per finalized bar (``"45/45 - 1s - 3ms/step - loss: 0.6213"``).
 
     If neither ``stateful_metrics`` nor ``stateless_metrics`` is given, every
-    metric is stateless: the bar shows its average over the updates. Values are
+    metric is stateless: the bar shows its average over the updates (a finalizing
+    update's value replaces the average, as in Keras). Values are
     python numbers, numpy values or 0-d torch tensors; stateful values passed in a
     ``Mapping`` are read only when the bar is redrawn, so a training loop can pass
     device tensors every step without waiting for them.

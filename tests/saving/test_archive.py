@@ -469,7 +469,7 @@ def test_archive_refuses_encrypted_and_unusual_compression(tmp_path):
 
 def test_archive_refuses_too_many_members(tmp_path):
     extras = [(f"x{i}.safetensors", encode_safetensors({})) for i in range(300)]
-    with pytest.raises(FormatError, match="300|303 members"):
+    with pytest.raises(FormatError, match="303 members"):
         read_archive(_write(tmp_path, _zip(_valid_members(tmp_path) + extras)))
 
 

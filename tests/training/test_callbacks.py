@@ -75,7 +75,8 @@ def run_both(keras, capsys, name, kwargs, script, lamina_warning=None, **drive_k
     for module in (lc, keras.callbacks):
         model = TinyModel()
         arguments = dict(kwargs)
-        if module is not lc and arguments.get("mode", "auto") == "auto" and arguments.get("monitor") in KERAS_MODE:
+        auto = arguments.get("mode", "auto") == "auto"
+        if module is not lc and auto and arguments.get("monitor") in KERAS_MODE:
             arguments["mode"] = KERAS_MODE[arguments["monitor"]]
         callback = getattr(module, name)(**arguments)
         if module is lc and lamina_warning is not None:
@@ -154,6 +155,20 @@ def test_early_stopping_warns_about_missing_monitor(keras, capsys):
                        "Available metrics are: loss,acc",
     )
     assert ran == ref_ran == [0, 1, 2] and not model.stop_training
+
+
+def test_early_stopping_never_stops_at_epoch_zero(keras):
+    # Only reachable when `best` is already set at epoch 0, e.g. a hook driven by hand.
+    for module in (lc, keras.callbacks):
+        stopper = module.EarlyStopping(monitor="loss", patience=0)
+        model = TinyModel()
+        stopper.set_model(model)
+        stopper.on_train_begin()
+        stopper.best = 0.1
+        stopper.on_epoch_end(0, {"loss": 1.0})
+        assert not model.stop_training
+        stopper.on_epoch_end(1, {"loss": 1.0})
+        assert model.stop_training and stopper.stopped_epoch == 1
 
 
 def test_early_stopping_reuse_resets_state():
@@ -357,7 +372,8 @@ PLATEAU_CASES = [
      [{"loss": 1.0}] * 8),
     ({"monitor": "loss", "factor": 0.1, "patience": 0, "min_lr": 0.002, "verbose": 1},
      [{"loss": 1.0}] * 5),
-    ({"monitor": "val_acc", "factor": 0.5, "patience": 1, "mode": "max"}, [{"val_acc": v} for v in [0.5, 0.6, 0.55, 0.56, 0.9]]),
+    ({"monitor": "val_acc", "factor": 0.5, "patience": 1, "mode": "max"},
+     [{"val_acc": v} for v in [0.5, 0.6, 0.55, 0.56, 0.9]]),
     ({"monitor": "loss", "factor": 0.5, "patience": 1, "min_delta": 0.2},
      [{"loss": v} for v in [1.0, 0.9, 0.85, 0.5, 0.45]]),
 ]
@@ -409,7 +425,7 @@ def test_learning_rate_scheduler_matches_keras(keras, capsys, schedule):
         callback.set_model(model)
         trace = []
         for epoch in range(4):
-            logs = {}
+            logs = {"loss": 1.0}
             callback.on_epoch_begin(epoch)
             callback.on_epoch_end(epoch, logs)
             trace.append((float(model.optimizer.learning_rate), logs["learning_rate"]))
@@ -596,7 +612,7 @@ def test_callback_list_dispatch_order_matches_keras(keras):
     for module in (lc, keras.callbacks):
         events = []
         recorder = _recorder_class(module.Callback)
-        callbacks = module.CallbackList([recorder("a", events), [recorder("b", events)]],
+        callbacks = module.CallbackList([recorder("a", events), recorder("b", events)],
                                         add_history=True, model=TinyModel())
         _drive_list(callbacks)
         recorded.append(events)
@@ -693,6 +709,12 @@ def test_callback_list_end_without_begin_raises():
     callbacks.on_train_end()
     with pytest.raises(ValueError, match="without the matching on_\\*_begin"):
         callbacks.on_predict_end()
+
+
+def test_callback_list_flattens_nested_lists():
+    first, second, third = lc.History(), lc.TerminateOnNaN(), lc.LambdaCallback()
+    assert lc.CallbackList([first, [second, (third,)]]).callbacks == [first, second, third]
+    assert lc.CallbackList(first).callbacks == [first]
 
 
 def test_callback_list_rejects_non_callbacks():
