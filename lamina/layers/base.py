@@ -28,6 +28,9 @@ _CONTEXT = threading.local()
 _CALL_SIGNATURES: dict[type, tuple[bool, bool]] = {}
 # Layers holding losses from add_loss()/activity regularizers since the last top-level call.
 _LOSS_OWNERS: list = []
+# While False (load_model(safe_mode=False)), layers that run arbitrary Python code may load.
+_SAFE_MODE = True
+_SHAPE_SIGNATURES: dict = {}
 
 
 def clear_session() -> None:
@@ -546,10 +549,36 @@ class Layer(nn.Module):
             _CALL_SIGNATURES[cls] = flags
         return flags
 
-    def _maybe_build(self, inputs) -> None:
+    def _shape_arguments(self, method, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """Shapes to pass to ``build``/``compute_output_shape``: the first input's shape, or,
+        when the method takes several ``<name>_shape`` arguments (``build(query_shape,
+        value_shape)``), the shapes of the call arguments of those names, as Keras does."""
+        key = (type(self), method.__name__)
+        names = _SHAPE_SIGNATURES.get(key)
+        if names is None:
+            params = [p for p in inspect.signature(method).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            names = tuple(p.name for p in params)
+            _SHAPE_SIGNATURES[key] = names
+        if len(names) <= 1:
+            return (_shape_of(args[0] if args else next(iter(kwargs.values()))),), {}
+        bound = dict(zip(inspect.signature(self.call).parameters, args))
+        bound.update(kwargs)
+        shapes = {}
+        for name in names:
+            value = bound.get(name[:-6] if name.endswith("_shape") else name)
+            if value is not None:
+                shapes[name] = _shape_of(value)
+        return (), shapes
+
+    def _maybe_build(self, inputs, args: tuple = (), kwargs: dict | None = None) -> None:
         shape = _shape_of(inputs)
         self._build_shape = shape
-        self.build(shape)
+        if args or kwargs:
+            positional, named = self._shape_arguments(self.build, args, kwargs or {})
+            self.build(*positional, **named)
+        else:
+            self.build(shape)
         self.built = True
         device = _device_of(inputs)
         if device is not None and device.type != "cpu":
@@ -572,10 +601,16 @@ class Layer(nn.Module):
         has_training, has_mask = self._call_flags()
         if has_training:
             kwargs["training"] = training
-        if not has_mask:
+        previous_mask = kwargs.get("mask")
+        if previous_mask is None and args:
+            previous_mask = getattr(args[0], "_keras_mask", None)
+        if has_mask:
+            if previous_mask is not None:
+                kwargs["mask"] = previous_mask
+        else:
             kwargs.pop("mask", None)
         if not self.built:
-            self._maybe_build(args[0] if args else next(iter(kwargs.values())))
+            self._maybe_build(args[0] if args else next(iter(kwargs.values())), args, kwargs)
         if self.input_spec is not None and args and isinstance(args[0], torch.Tensor):
             self.input_spec.check(self, tuple(args[0].shape))
         if outer is None:
@@ -590,15 +625,40 @@ class Layer(nn.Module):
             if outputs.ndim > 0 and outputs.shape[0] > 0:
                 loss = loss / outputs.shape[0]
             self.add_loss(loss)
+        if self._propagates_mask and isinstance(outputs, torch.Tensor) and args:
+            mask = self.compute_mask(args[0], previous_mask)
+            if mask is not None:
+                outputs._keras_mask = mask
         return outputs
 
+    @property
+    def _propagates_mask(self) -> bool:
+        return self.supports_masking or type(self).compute_mask is not Layer.compute_mask
+
+    def compute_mask(self, inputs, previous_mask=None):
+        """The mask of the output: the input's mask for layers that support masking, else None.
+
+        Layers that create masks (``Embedding(mask_zero=True)``) or change them
+        (pooling over time) override this. Masks travel between layers as the
+        ``_keras_mask`` attribute of tensors, as in Keras.
+        """
+        return previous_mask if self.supports_masking else None
+
     def compute_output_shape(self, input_shape):
-        """Output shape for ``input_shape`` (batch dim may be None), found by a tiny eager call."""
-        concrete = tuple(1 if s is None else int(s) for s in input_shape)
+        """Output shape for ``input_shape`` (batch dim may be None), found by a tiny eager call.
+
+        ``input_shape`` may be a list / tuple / dict of shapes for a layer taking several
+        inputs; the result has the structure of the layer's output.
+        """
+        weights = self.weights
+        device = weights[0].device if weights else None
         with torch.no_grad():
-            out = self(torch.zeros(concrete, dtype=config.torch_dtype(self._dtype)), training=False)
+            out = self(_zeros(input_shape, config.torch_dtype(self._dtype), device), training=False)
         self._clear_losses()
-        return _none_batch(tuple(out.shape), input_shape)
+        first = input_shape
+        while not _is_shape(first):
+            first = next(iter(first.values())) if isinstance(first, dict) else first[0]
+        return _output_shapes(out, bool(first) and first[0] is None)
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
@@ -641,7 +701,7 @@ def _to_tensor(x) -> torch.Tensor:
 
 
 def _shape_of(x):
-    if isinstance(x, torch.Tensor):
+    if isinstance(x, torch.Tensor) or getattr(x, "_lamina_symbolic", False):
         return tuple(x.shape)
     if isinstance(x, (list, tuple)):
         return [_shape_of(v) for v in x]
@@ -660,7 +720,24 @@ def _device_of(x):
     return None
 
 
-def _none_batch(shape: tuple, input_shape) -> tuple:
-    if input_shape and input_shape[0] is None and shape:
-        return (None,) + tuple(shape[1:])
-    return tuple(shape)
+def _is_shape(x) -> bool:
+    """Whether ``x`` is one shape (ints / None) rather than a structure of shapes."""
+    return isinstance(x, (tuple, list)) and all(s is None or isinstance(s, (int, np.integer)) for s in x)
+
+
+def _zeros(shape, dtype, device):
+    if _is_shape(shape):
+        return torch.zeros(tuple(1 if s is None else int(s) for s in shape), dtype=dtype, device=device)
+    if isinstance(shape, dict):
+        return {k: _zeros(v, dtype, device) for k, v in shape.items()}
+    return type(shape)(_zeros(s, dtype, device) for s in shape)
+
+
+def _output_shapes(out, none_batch: bool):
+    if isinstance(out, torch.Tensor):
+        shape = tuple(out.shape)
+        return (None,) + shape[1:] if none_batch and shape else shape
+    if isinstance(out, dict):
+        return {k: _output_shapes(v, none_batch) for k, v in out.items()}
+    return type(out)(_output_shapes(v, none_batch) for v in out)
+

@@ -89,6 +89,13 @@ class Dense(Layer):
                     bias_regularizer = value
                 else:
                     use_bias = value
+        # Keras 3 configs carry these keys (None when unused), so accept None to load them.
+        for key in ("lora_rank", "lora_alpha", "quantization_config"):
+            if kwargs.pop(key, None) is not None:
+                raise ValueError(
+                    f"Dense({key}=...) is not supported: lamina has no LoRA or quantization. "
+                    f"Remove the argument (None is accepted)."
+                )
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if isinstance(units, float) and units.is_integer():
             units = int(units)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from lamina import config, registry
-from lamina.layers.base import Layer, _fmt
+from lamina.layers.base import Layer, _fmt, _is_shape
 
 __all__ = ["Input", "InputLayer", "SymbolicTensor", "Node", "symbolic_call"]
 
@@ -97,20 +97,32 @@ def symbolic_call(layer: Layer, args: tuple, kwargs: dict):
     input_shape = _shapes(args[0])
     if not layer.built:
         layer._build_shape = input_shape
-        layer.build(input_shape)
+        positional, named = layer._shape_arguments(layer.build, args, kwargs)
+        layer.build(*positional, **named)
         layer.built = True
     if layer.input_spec is not None and isinstance(input_shape, tuple):
         layer.input_spec.check(layer, input_shape)
-    output_shape = layer.compute_output_shape(input_shape)
+    positional, named = layer._shape_arguments(layer.compute_output_shape, args, kwargs)
+    output_shape = layer.compute_output_shape(*positional, **named)
     dtype = args[0].dtype if isinstance(args[0], SymbolicTensor) else config.floatx()
     node = Node(layer, args, kwargs, [])
-    if isinstance(output_shape, list) and output_shape and isinstance(output_shape[0], (tuple, list)):
-        outputs = [SymbolicTensor(s, dtype, node, i, f"{layer.name}_{i}") for i, s in enumerate(output_shape)]
-        node.outputs = outputs
-        return outputs
-    output = SymbolicTensor(output_shape, dtype, node, 0, layer.name)
-    node.outputs = [output]
-    return output
+    if _is_shape(output_shape):
+        output = SymbolicTensor(output_shape, dtype, node, 0, layer.name)
+        node.outputs = [output]
+        return output
+
+    # Several outputs: one SymbolicTensor per shape, in the structure the layer returns;
+    # node.outputs lists them flat, in the order the graph runner flattens real outputs.
+    def make(structure):
+        if _is_shape(structure):
+            tensor = SymbolicTensor(structure, dtype, node, len(node.outputs), f"{layer.name}_{len(node.outputs)}")
+            node.outputs.append(tensor)
+            return tensor
+        if isinstance(structure, dict):
+            return {k: make(v) for k, v in structure.items()}
+        return type(structure)(make(s) for s in structure)
+
+    return make(output_shape)
 
 
 @registry.register("layer")

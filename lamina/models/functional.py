@@ -153,11 +153,10 @@ class Functional(Model):
             args = _pack(node.args, values)
             kwargs = _pack(node.kwargs, values)
             result = node.layer(*args, **kwargs)
-            if len(node.outputs) == 1:
-                values[id(node.outputs[0])] = result
-            else:
-                for sym, value in zip(node.outputs, result):
-                    values[id(sym)] = value
+            flat_result = []
+            _flatten_values(result, flat_result)
+            for sym, value in zip(node.outputs, flat_result):
+                values[id(sym)] = value
         return _pack(self._output_structure, values)
 
     def compute_output_shape(self, input_shape):

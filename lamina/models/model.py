@@ -303,13 +303,24 @@ class Model(Layer):
 
     def build(self, input_shape=None):
         """Build a subclassed model by calling it once on zeros of ``input_shape``."""
+        self.built = True
         if input_shape is not None and type(self).call is not Model.call:
             from lamina import config
 
+            self._build_shape = tuple(input_shape)
             shape = tuple(1 if s is None else int(s) for s in input_shape)
             with torch.no_grad():
                 self(torch.zeros(shape, dtype=config.torch_dtype()), training=False)
-        self.built = True
+
+    def _maybe_build(self, inputs, args=(), kwargs=None) -> None:
+        # A subclassed model builds its layers during its first real call; no dummy pass.
+        if type(self).build is Model.build:
+            from lamina.layers.base import _shape_of
+
+            self._build_shape = _shape_of(inputs)
+            self.built = True
+            return
+        super()._maybe_build(inputs, args, kwargs)
 
     # ------------------------------------------------------------------ saving
     def save(self, filepath, overwrite=True, **kwargs):

@@ -53,7 +53,13 @@ def _named_weights(model) -> dict[str, torch.Tensor]:
 
 
 def _ordered(tensors: dict) -> list:
-    return [tensors[k].numpy() for k in sorted(tensors)]
+    # Numeric order of the index prefix: past 9,999 weights a plain string sort would misplace them.
+    return [tensors[k].numpy() for k in sorted(tensors, key=_weight_index)]
+
+
+def _weight_index(key: str):
+    prefix = key.split("/", 1)[0]
+    return (0, int(prefix), key) if prefix.isdigit() else (1, 0, key)
 
 
 def save_model(model, filepath, overwrite=True, include_optimizer=True) -> None:

@@ -83,6 +83,11 @@ def _serialize_item(kind: str, value):
         return [_serialize_item(kind, v) for v in value]
     if isinstance(value, dict) and "class_name" not in value:
         return {k: _serialize_item(kind, v) for k, v in value.items()}
+    if inspect.isfunction(value) and not (registry.registered_name(kind, value)
+                                          or registry.registered_name("custom", value)):
+        # An unregistered function (a custom loss or metric) is saved by name, as Keras
+        # does, so saving (and ModelCheckpoint) works; loading it needs custom_objects.
+        return value.__name__
     return registry.serialize(kind, value)
 
 
@@ -107,9 +112,13 @@ def deserialize_compile_config(config: dict, custom_objects: dict | None = None)
             return registry.get(kind, value, custom_objects)
         if isinstance(value, dict):
             return {k: item(kind, v) for k, v in value.items()}
-        if isinstance(value, str) and kind == "metric":
-            return value  # metric names such as "accuracy" are resolved at compile time
-        return registry.get(kind, value, custom_objects) if isinstance(value, str) and kind != "loss" else value
+        if isinstance(value, str) and custom_objects and value in custom_objects:
+            return custom_objects[value]
+        if isinstance(value, str) and ">" in value:  # "package>name" from register_serializable
+            return registry.lookup_class("custom", value)
+        if isinstance(value, str) and kind in ("metric", "loss"):
+            return value  # names such as "accuracy" or "mse" are resolved by compile, as given
+        return registry.get(kind, value, custom_objects) if isinstance(value, str) else value
 
     return {
         "optimizer": item("optimizer", config.get("optimizer")),

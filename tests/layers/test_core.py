@@ -190,6 +190,19 @@ def test_dense_get_config_activity_regularizer_key_as_keras(keras):
     assert ours["activity_regularizer"]["config"] == pytest.approx(theirs["activity_regularizer"]["config"])
 
 
+def test_dense_from_keras_config(keras):
+    config = keras.layers.Dense(3, activation="relu", use_bias=False, name="from_keras").get_config()
+    layer = Dense.from_config(config)
+    assert (layer.units, layer.use_bias, layer.name, layer.dtype) == (3, False, "from_keras", "float32")
+    assert registry.serialize("activation", layer.activation) == "relu"
+
+
+@pytest.mark.parametrize("key, value", [("quantization_config", {"mode": "int8"}), ("lora_rank", 4)])
+def test_dense_rejects_unsupported_keras_extras(key, value):
+    with pytest.raises(ValueError, match=key):
+        Dense(3, **{key: value})
+
+
 def test_dense_config_round_trip_keeps_predictions():
     layer = Dense(3, activation="tanh", kernel_regularizer=regularizers.L2(0.1),
                   kernel_constraint="max_norm", bias_initializer="ones", name="head")

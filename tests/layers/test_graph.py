@@ -14,7 +14,7 @@ from lamina.layers.graph import Node, SymbolicTensor
 
 # ---------------------------------------------------------------- Input
 @pytest.mark.parametrize("kwargs", [
-    {"shape": (3,)}, {"shape": (28, 28, 1)}, {"shape": 5}, {"shape": (None, 8)}, {"shape": (3,), "batch_size": 16},
+    {"shape": (3,)}, {"shape": (28, 28, 1)}, {"shape": [5]}, {"shape": (None, 8)}, {"shape": (3,), "batch_size": 16},
     {"batch_shape": (4, 2, 3)}, {"batch_shape": (None, 7)}, {"shape": (2,), "dtype": "int32"}, {"shape": ()},
 ])
 def test_input_shape_and_dtype_match_keras(keras, kwargs):
@@ -22,6 +22,10 @@ def test_input_shape_and_dtype_match_keras(keras, kwargs):
     assert ours.shape == tuple(theirs.shape)
     assert ours.dtype == theirs.dtype
     assert ours.ndim == theirs.ndim
+
+
+def test_input_int_shape_accepted():
+    assert Input(5).shape == (None, 5)
 
 
 def test_input_is_symbolic_and_owned_by_input_layer():
