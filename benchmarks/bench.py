@@ -1,0 +1,289 @@
+"""Benchmark lamina's trainer against hand-written PyTorch loops (``make bench``).
+
+Workloads (random float32 data, fixed seed, Keras defaults: glorot_uniform kernels, zero
+biases, Adam(1e-3, epsilon=1e-7)):
+  W1  MLP 784-128-128-10, categorical crossentropy + accuracy, one epoch at batch 32 and 128
+  W2  convnet Conv2D(32)-MaxPool-Conv2D(64)-MaxPool-Flatten-Dropout-Dense(10), batch 128
+  W3  predict with the W1 model at batch 1024 and 32
+  W4  Embedding(10000, 64)-LSTM(64)-Dense(1, sigmoid), sequences of length 100, batch 64
+  W5  start-up: `python -c "import lamina"` against `python -c "import torch"`
+Systems, interleaved (A B C A B C ...) and repeated: lamina (eager), the lean hand-written
+loop (pre-made tensors, a shuffled index, slicing, zero_grad(set_to_none=True)), and the same
+loop fed by DataLoader(TensorDataset). Prints a table of medians, min-max and ratios to the
+lean loop, and writes them to benchmarks/results.json.
+
+    python benchmarks/bench.py [--quick] [--repeats N] [--threads N] [--only W1,W3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# --------------------------------------------------------------------------- models
+def lamina_mlp():
+    import lamina
+    from lamina.layers import Dense
+
+    model = lamina.Sequential([lamina.Input((784,)), Dense(128, activation="relu"),
+                               Dense(128, activation="relu"), Dense(10, activation="softmax")])
+    model.compile(optimizer=lamina.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def lamina_convnet():
+    import lamina
+    from lamina.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+
+    model = lamina.Sequential([
+        lamina.Input((28, 28, 1)), Conv2D(32, 3, activation="relu"), MaxPooling2D(2),
+        Conv2D(64, 3, activation="relu"), MaxPooling2D(2), Flatten(), Dropout(0.5),
+        Dense(10, activation="softmax")])
+    model.compile(optimizer=lamina.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def lamina_lstm():
+    import lamina
+    from lamina.layers import LSTM, Dense, Embedding
+
+    model = lamina.Sequential([lamina.Input((100,), dtype="int64"), Embedding(10000, 64), LSTM(64),
+                               Dense(1, activation="sigmoid")])
+    model.compile(optimizer=lamina.optimizers.Adam(1e-3), loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _glorot(module: torch.nn.Module) -> torch.nn.Module:
+    for m in module.modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
+            torch.nn.init.xavier_uniform_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+    return module
+
+
+class _TorchConvnet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = torch.nn.Conv2d(1, 32, 3), torch.nn.Conv2d(32, 64, 3)
+        self.fc = torch.nn.Linear(1600, 10)
+
+    def forward(self, x):  # x: (N, 28, 28, 1) channels_last, as the Keras model takes it
+        x = x.permute(0, 3, 1, 2)
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)
+        x = F.max_pool2d(F.relu(self.c2(x)), 2)
+        x = x.permute(0, 2, 3, 1).flatten(1)
+        return self.fc(F.dropout(x, 0.5, self.training))
+
+
+class _TorchLSTM(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(10000, 64)
+        self.lstm = torch.nn.LSTM(64, 64, batch_first=True)
+        self.fc = torch.nn.Linear(64, 1)
+
+    def forward(self, x):
+        _, (h, _) = self.lstm(self.embed(x))
+        return self.fc(h[-1])
+
+
+def torch_model(kind: str) -> torch.nn.Module:
+    if kind == "mlp":
+        return _glorot(torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128),
+                                           torch.nn.ReLU(), torch.nn.Linear(128, 10)))
+    if kind == "convnet":
+        return _glorot(_TorchConvnet())
+    return _TorchLSTM()
+
+
+def _torch_loss(kind: str, out, y):
+    if kind == "lstm":
+        return F.binary_cross_entropy_with_logits(out, y)
+    return F.cross_entropy(out, y.argmax(-1))
+
+
+# --------------------------------------------------------------------------- data
+def make_data(kind: str, n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    if kind == "mlp":
+        x = rng.random((n, 784), dtype=np.float32)
+        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]
+    elif kind == "convnet":
+        x = rng.random((n, 28, 28, 1), dtype=np.float32)
+        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]
+    else:
+        x = rng.integers(1, 10000, (n, 100)).astype(np.int64)
+        y = rng.integers(0, 2, (n, 1)).astype(np.float32)
+    return x, y
+
+
+# --------------------------------------------------------------------------- systems
+def run_lamina(kind, x, y, batch_size):
+    model = {"mlp": lamina_mlp, "convnet": lamina_convnet, "lstm": lamina_lstm}[kind]()
+    model.fit(x[: batch_size * 5], y[: batch_size * 5], batch_size=batch_size, epochs=1, verbose=0)  # warm-up
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+    return time.perf_counter() - start
+
+
+def run_lean(kind, x, y, batch_size):
+    model = torch_model(kind)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, fused=True)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def epoch(xs, ys):
+        model.train()
+        order = torch.randperm(xs.shape[0])
+        correct = torch.zeros(())
+        for i in range(0, xs.shape[0], batch_size):
+            index = order[i:i + batch_size]
+            xb, yb = xs[index], ys[index]
+            out = model(xb)
+            loss = _torch_loss(kind, out, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            correct += (out.detach().argmax(-1) == yb.argmax(-1)).sum() if kind != "lstm" else 0
+        return float(correct)
+
+    epoch(xt[: batch_size * 5], yt[: batch_size * 5])
+    start = time.perf_counter()
+    epoch(xt, yt)
+    return time.perf_counter() - start
+
+
+def run_dataloader(kind, x, y, batch_size):
+    model = torch_model(kind)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, fused=True)
+    data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+
+    def epoch(dataset):
+        for xb, yb in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True):
+            loss = _torch_loss(kind, model(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    epoch(torch.utils.data.Subset(data, range(batch_size * 5)))
+    start = time.perf_counter()
+    epoch(data)
+    return time.perf_counter() - start
+
+
+def run_lamina_predict(kind, x, batch_size):
+    model = lamina_mlp()
+    model.predict(x[: batch_size * 2], batch_size=batch_size, verbose=0)
+    start = time.perf_counter()
+    model.predict(x, batch_size=batch_size, verbose=0)
+    return time.perf_counter() - start
+
+
+def run_lean_predict(kind, x, batch_size):
+    model = torch_model("mlp").eval()
+    xt = torch.from_numpy(x)
+    out = np.empty((x.shape[0], 10), dtype=np.float32)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, x.shape[0], batch_size):
+            out[i:i + batch_size] = torch.softmax(model(xt[i:i + batch_size]), -1).numpy()
+    return time.perf_counter() - start
+
+
+def run_import(module: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- driver
+def workloads(quick: bool):
+    scale = 0.1 if quick else 1.0
+    n = lambda full: max(256, int(full * scale))  # noqa: E731
+    return {
+        "W1 MLP bs32": ("train", "mlp", n(60000), 32),
+        "W1 MLP bs128": ("train", "mlp", n(60000), 128),
+        "W2 convnet bs128": ("train", "convnet", n(10000), 128),
+        "W3 predict bs1024": ("predict", "mlp", n(100000), 1024),
+        "W3 predict bs32": ("predict", "mlp", n(100000), 32),
+        "W4 LSTM bs64": ("train", "lstm", n(10000), 64),
+        "W5 start-up": ("import", None, 0, 0),
+    }
+
+
+def measure(name, spec, repeats):
+    mode, kind, size, batch_size = spec
+    if mode == "import":
+        systems = {"lamina": lambda: run_import("lamina"), "lean": lambda: run_import("torch")}
+    elif mode == "predict":
+        x, _ = make_data(kind, size)
+        systems = {"lamina": lambda: run_lamina_predict(kind, x, batch_size),
+                   "lean": lambda: run_lean_predict(kind, x, batch_size)}
+    else:
+        x, y = make_data(kind, size)
+        systems = {"lamina": lambda: run_lamina(kind, x, y, batch_size),
+                   "lean": lambda: run_lean(kind, x, y, batch_size),
+                   "dataloader": lambda: run_dataloader(kind, x, y, batch_size)}
+    times = {system: [] for system in systems}
+    for _ in range(repeats):  # interleaved: A B C A B C ...
+        for system, fn in systems.items():
+            torch.manual_seed(0)
+            times[system].append(fn())
+    lean = statistics.median(times["lean"])
+    rows = []
+    for system, values in times.items():
+        median = statistics.median(values)
+        rows.append({"workload": name, "system": system, "median_s": median, "min_s": min(values),
+                     "max_s": max(values), "ratio_to_lean": median / lean,
+                     "steps_per_s": (size / batch_size) / median if batch_size else None})
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10%% of the data, for a smoke run")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--only", default="", help="comma-separated workload prefixes, e.g. W1,W3")
+    parser.add_argument("--output", default=os.path.join(HERE, "results.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    selected = [p.strip() for p in args.only.split(",") if p.strip()]
+    results = []
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {platform.processor() or platform.machine()}, "
+          f"repeats={args.repeats}{' (quick)' if args.quick else ''}")
+    print(f"{'workload':<20} {'system':<11} {'median s':>9} {'min-max s':>17} {'x lean':>7} {'steps/s':>9}")
+    for name, spec in workloads(args.quick).items():
+        if selected and not any(name.startswith(p) for p in selected):
+            continue
+        try:
+            rows = measure(name, spec, args.repeats)
+        except ImportError as error:  # a layer the workload needs is not in this lamina yet
+            print(f"{name:<20} skipped: {error}")
+            continue
+        for row in rows:
+            steps = f"{row['steps_per_s']:9.1f}" if row["steps_per_s"] else " " * 9
+            print(f"{row['workload']:<20} {row['system']:<11} {row['median_s']:9.3f} "
+                  f"{row['min_s']:8.3f}-{row['max_s']:<8.3f} {row['ratio_to_lean']:7.3f} {steps}")
+        results.extend(rows)
+    meta = {"torch": torch.__version__, "threads": args.threads, "python": platform.python_version(),
+            "machine": platform.machine(), "repeats": args.repeats, "quick": args.quick}
+    with open(args.output, "w") as file:
+        json.dump({"meta": meta, "results": results}, file, indent=2)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
