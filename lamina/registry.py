@@ -114,6 +114,8 @@ def get(kind: str, identifier: Any, custom_objects: dict | None = None):
         if not inspect.isclass(cls):
             return cls
         if hasattr(cls, "from_config"):
+            if custom_objects and "custom_objects" in inspect.signature(cls.from_config).parameters:
+                return cls.from_config(config, custom_objects=custom_objects)
             return cls.from_config(config)
         return cls(**config)
     if inspect.isclass(identifier):

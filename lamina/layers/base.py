@@ -217,6 +217,7 @@ class Layer(nn.Module):
         object.__setattr__(self, "_weight_regularizers", {})
         object.__setattr__(self, "_weight_constraints", {})
         object.__setattr__(self, "_own_losses", [])
+        object.__setattr__(self, "_inbound_nodes", [])  # symbolic calls (graph.Node), in order
         self.activity_regularizer = registry.get("regularizer", activity_regularizer)
         self._build_shape = None
 
@@ -574,11 +575,14 @@ class Layer(nn.Module):
     def _maybe_build(self, inputs, args: tuple = (), kwargs: dict | None = None) -> None:
         shape = _shape_of(inputs)
         self._build_shape = shape
-        if args or kwargs:
-            positional, named = self._shape_arguments(self.build, args, kwargs or {})
-            self.build(*positional, **named)
-        else:
-            self.build(shape)
+        # A first call under torch.inference_mode (predict) must still create ordinary
+        # weights: inference tensors could never be trained afterwards.
+        with torch.inference_mode(False):
+            if args or kwargs:
+                positional, named = self._shape_arguments(self.build, args, kwargs or {})
+                self.build(*positional, **named)
+            else:
+                self.build(shape)
         self.built = True
         device = _device_of(inputs)
         if device is not None and device.type != "cpu":

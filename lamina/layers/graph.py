@@ -104,8 +104,9 @@ def symbolic_call(layer: Layer, args: tuple, kwargs: dict):
         layer.input_spec.check(layer, input_shape)
     positional, named = layer._shape_arguments(layer.compute_output_shape, args, kwargs)
     output_shape = layer.compute_output_shape(*positional, **named)
-    dtype = args[0].dtype if isinstance(args[0], SymbolicTensor) else config.floatx()
+    dtype = layer._dtype
     node = Node(layer, args, kwargs, [])
+    layer._inbound_nodes.append(node)
     if _is_shape(output_shape):
         output = SymbolicTensor(output_shape, dtype, node, 0, layer.name)
         node.outputs = [output]
@@ -172,6 +173,7 @@ class InputLayer(Layer):
         self.built = True
         self.output = SymbolicTensor(self.batch_shape, self._dtype, Node(self, (), {}, []), 0, self.name)
         self.output.node.outputs = [self.output]
+        self._inbound_nodes.append(self.output.node)
 
     def call(self, inputs):
         return inputs

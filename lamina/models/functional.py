@@ -57,13 +57,10 @@ class Functional(Model):
                 f"the tensors computed from them as outputs; received inputs={inputs!r}, outputs={outputs!r}."
             )
         self._flat_inputs, self._flat_outputs = flat_inputs, flat_outputs
-        self._nodes = self._topological_nodes()
-        layers = []
-        for sym in flat_inputs:
-            layers.append(sym.node.layer)
+        ordered_nodes, layers, self._nodes_by_depth = self._map_graph()
+        # Input-layer nodes have nothing to run; the runner replays the others in order.
+        self._nodes = [node for node in ordered_nodes if not _is_input_node(node)]
         for node in self._nodes:
-            if node.layer not in layers:
-                layers.append(node.layer)
             shapes = [o.shape for o in node.outputs]
             node.layer._output_shape = shapes[0] if len(shapes) == 1 else shapes
         for sym in flat_inputs:
@@ -72,31 +69,62 @@ class Functional(Model):
         self._build_shape = flat_inputs[0].shape if len(flat_inputs) == 1 else [s.shape for s in flat_inputs]
         self.built = True
 
-    def _topological_nodes(self) -> list[Node]:
-        input_ids = {id(s) for s in self._flat_inputs}
-        order, visited = [], set()
+    def _map_graph(self) -> tuple[list[Node], list, dict[int, list[Node]]]:
+        """Nodes in topological order, the layers and the nodes by depth, as Keras's map_graph.
 
-        def visit(tensor: SymbolicTensor, path: tuple):
+        Layers are sorted by decreasing depth (longest path to an output), ties in the
+        order a depth-first walk from the outputs first meets them, so ``layers`` and the
+        weights come in Keras's order and Keras weight lists load unchanged.
+        """
+        input_ids = {id(s) for s in self._flat_inputs}
+        order, finished, in_progress, layer_index = [], set(), set(), {}
+
+        def visit(tensor: SymbolicTensor):
             node = tensor.node
-            if id(tensor) in input_ids:
+            if node is None or id(node) in finished:
                 return
-            if node is None or isinstance(node.layer, InputLayer):
+            if id(tensor) in input_ids and not _is_input_node(node):
+                finished.add(id(node))  # an intermediate tensor used as a model input
+                return
+            if _is_input_node(node) and id(tensor) not in input_ids:
                 raise ValueError(
-                    f"Graph disconnected: the output {tensor!r} depends on an input "
-                    f"({getattr(node, 'layer', None) and node.layer.name}) that is not among the "
-                    f"model's inputs {[s.name for s in self._flat_inputs]}. Pass every Input the "
-                    f"outputs use to Model(inputs=...)."
+                    f"Graph disconnected: the output depends on the input {tensor!r} (layer "
+                    f"{node.layer.name!r}), which is not among the model's inputs "
+                    f"{[s.name for s in self._flat_inputs]}. Pass every Input the outputs use to "
+                    f"Model(inputs=...)."
                 )
-            if id(node) in visited:
-                return
+            if id(node) in in_progress:
+                raise ValueError(f"The graph has a cycle through layer {node.layer.name!r}.")
+            layer_index.setdefault(id(node.layer), len(layer_index))
+            in_progress.add(id(node))
             for parent in node.inputs:
-                visit(parent, path + (node.layer.name,))
-            visited.add(id(node))
+                visit(parent)
+            in_progress.discard(id(node))
+            finished.add(id(node))
             order.append(node)
 
         for output in self._flat_outputs:
-            visit(output, ())
-        return order
+            visit(output)
+        in_graph = {id(node) for node in order}
+        node_depth, layer_depth, layers = {}, {}, {}
+        for node in reversed(order):
+            depth = max(node_depth.get(id(node), 0), layer_depth.get(id(node.layer), 0))
+            layer_depth[id(node.layer)] = node_depth[id(node)] = depth
+            layers[id(node.layer)] = node.layer
+            for parent in node.inputs:
+                if id(parent.node) in in_graph:
+                    node_depth[id(parent.node)] = max(depth + 1, node_depth.get(id(parent.node), 0))
+        for sym in self._flat_inputs:  # inputs the outputs do not use
+            if _is_input_node(sym.node) and id(sym.node.layer) not in layers:
+                layers[id(sym.node.layer)] = sym.node.layer
+                layer_depth[id(sym.node.layer)], layer_index[id(sym.node.layer)] = 0, -1
+                node_depth[id(sym.node)] = 0
+                order.insert(0, sym.node)
+        by_depth: dict[int, list[Node]] = {}
+        for node in order:
+            by_depth.setdefault(node_depth[id(node)], []).append(node)
+        ranked = sorted(layers, key=lambda key: (-layer_depth[key], layer_index[key]))
+        return order, [layers[key] for key in ranked], by_depth
 
     @property
     def layers(self):
@@ -106,14 +134,24 @@ class Functional(Model):
     def _summary_layers(self):
         return self.layers
 
+    def _summary_sequential_like(self) -> bool:
+        """Keras's test for the 3-column summary: one node per depth, each with at most
+        one input tensor, and no layer called twice in the graph."""
+        nodes = [n for depth_nodes in self._nodes_by_depth.values() for n in depth_nodes]
+        if any(len(v) > 1 or len(v[0].inputs) > 1 for v in self._nodes_by_depth.values()):
+            return False
+        return len({id(n.layer) for n in nodes}) == len(nodes)
+
     def _summary_connections(self, layer) -> str:
+        """``producer[node_index][tensor_index]`` for each input of each call of ``layer``."""
+        in_graph = {id(n) for depth_nodes in self._nodes_by_depth.values() for n in depth_nodes}
         found = []
-        for node in self._nodes:
-            if node.layer is layer:
-                for parent in node.inputs:
-                    producer = parent.node.layer
-                    index = 0
-                    found.append(f"{producer.name}[{index}][{parent.index}]")
+        for node in getattr(layer, "_inbound_nodes", []):
+            if id(node) not in in_graph:
+                continue
+            for parent in node.inputs:
+                producer = parent.node.layer
+                found.append(f"{producer.name}[{producer._inbound_nodes.index(parent.node)}][{parent.index}]")
         return ", ".join(found) or "-"
 
     @property
@@ -139,8 +177,17 @@ class Functional(Model):
         return shapes[0] if len(shapes) == 1 else shapes
 
     def call(self, inputs, training=None):
-        if isinstance(inputs, dict) and not isinstance(self._input_structure, dict):
-            inputs = [inputs[s.name] for s in self._flat_inputs]
+        if isinstance(inputs, dict):
+            # Match dict inputs by key (or by Input name), whatever order the caller used.
+            names = list(self._input_structure) if isinstance(self._input_structure, dict) else \
+                [s.name for s in self._flat_inputs]
+            missing = [name for name in names if name not in inputs]
+            if missing:
+                raise ValueError(
+                    f'Model "{self.name}" expects inputs named {names}, but the dict given has keys '
+                    f"{sorted(inputs)} (missing {missing}). Use the names of the model's Inputs as keys."
+                )
+            inputs = [inputs[name] for name in names]
         flat = []
         _flatten_values(inputs, flat)
         if len(flat) != len(self._flat_inputs):
@@ -157,7 +204,10 @@ class Functional(Model):
             _flatten_values(result, flat_result)
             for sym, value in zip(node.outputs, flat_result):
                 values[id(sym)] = value
-        return _pack(self._output_structure, values)
+        outputs = _pack(self._output_structure, values)
+        if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
+            return outputs[0]  # Model(x, [y]) returns a tensor, as in Keras
+        return outputs
 
     def compute_output_shape(self, input_shape):
         return self.output_shape
@@ -229,12 +279,15 @@ class Functional(Model):
 
         counts: dict[str, int] = {}
         while pending:
-            progress = False
+            progress, blocked = False, set()
             for item in list(pending):
                 layer, node = item
+                if id(layer) in blocked:
+                    continue  # a shared layer's calls must replay in order (node indices)
                 try:
                     args, kwargs = decode(node["args"]), decode(node["kwargs"])
                 except KeyError:
+                    blocked.add(id(layer))
                     continue
                 result = layer(*args, **kwargs)
                 index = counts.get(layer.name, 0)
@@ -254,6 +307,10 @@ class Functional(Model):
 
         return cls(lookup(config["input_layers"]), lookup(config["output_layers"]),
                    name=config.get("name"), trainable=config.get("trainable", True))
+
+
+def _is_input_node(node: Node) -> bool:
+    return isinstance(node.layer, InputLayer) and not node.inputs
 
 
 def _flatten_values(structure, out: list) -> None:

@@ -60,7 +60,10 @@ def _column_widths(line_length: int, positions: list[float]) -> list[int]:
 
 
 def _cell_lines(text: str, width: int) -> list[str]:
-    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
+    # As rich's default overflow="ellipsis": wrap at spaces, and cut a word longer than the
+    # column to width - 1 characters plus "…" instead of folding it.
+    lines = textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]
+    return [line if len(line) <= width else line[:width - 1] + "…" for line in lines]
 
 
 def _render_row(cells: list[str], widths: list[int], align: list[str], edge: str = "│") -> list[str]:
@@ -79,6 +82,13 @@ def _render_row(cells: list[str], widths: list[int], align: list[str], edge: str
 
 def _shape_text(layer) -> str:
     shape = getattr(layer, "_output_shape", None)
+    if shape is None and layer.built and getattr(layer, "_build_shape", None) is not None:
+        # A layer built by an eager call (subclassed models): Keras shows the output
+        # shape for the shape it was built with.
+        try:
+            shape = layer.compute_output_shape(layer._build_shape)
+        except (NotImplementedError, ValueError, TypeError, RuntimeError):
+            shape = None
     if shape is None:
         return "?"
     if isinstance(shape, list):
@@ -127,6 +137,8 @@ def print_summary(model, line_length=None, positions=None, print_fn=None, expand
                   show_trainable=False, layer_range=None) -> None:
     """Print (or pass to ``print_fn``) the summary of ``model``."""
     connections = getattr(model, "_summary_connections", None)
+    if connections is not None and model._summary_sequential_like():
+        connections = None
     if connections is None:
         default_length, positions = 88, positions or [0.45, 0.80, 1.0]
         header, align = ["Layer (type)", "Output Shape", "Param #"], ["left", "left", "right"]

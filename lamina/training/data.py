@@ -37,6 +37,12 @@ def to_tensor(value, device: torch.device | None = None):
     if isinstance(value, dict):
         return {k: to_tensor(v, device) for k, v in value.items()}
     if isinstance(value, (list, tuple)) and value and _is_array_like(value[0]) and not np.isscalar(value[0]):
+        if isinstance(value[0], (list, tuple)) and value[0] and np.isscalar(value[0][0]):
+            raise TypeError(
+                "Received a nested Python list of numbers. Like Keras, lamina does not guess "
+                "whether it is one input or one list per input: pass np.asarray(...) for one "
+                "input, or a list of NumPy arrays, one per model input."
+            )
         return type(value)(to_tensor(v, device) for v in value)
     if isinstance(value, torch.Tensor):
         tensor = value
@@ -52,11 +58,15 @@ def to_tensor(value, device: torch.device | None = None):
                 f"tensor. Pass numeric NumPy arrays (or lists/dicts of them)."
             )
         if array.dtype.kind == "f":
-            tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=config.floatx()))
+            array = np.ascontiguousarray(array, dtype=config.floatx())
         elif array.dtype.kind in "iu":
-            tensor = torch.from_numpy(np.ascontiguousarray(array.astype(np.int64, copy=False)))
+            array = np.ascontiguousarray(array.astype(np.int64, copy=False))
         else:
-            tensor = torch.from_numpy(np.ascontiguousarray(array))
+            array = np.ascontiguousarray(array)
+        if not array.flags.writeable:
+            # torch cannot share read-only memory (pandas copy-on-write, np.load mmap): copy it.
+            array = array.copy()
+        tensor = torch.from_numpy(array)
     if device is not None and tensor.device != device:
         tensor = tensor.to(device, non_blocking=tensor.is_pinned())
     return tensor

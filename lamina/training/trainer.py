@@ -119,10 +119,9 @@ class Trainer:
                             for m in self.metric_identifiers]
             self.weighted_metrics = [metrics_module.resolve(m, y, y_pred, self.loss_identifier)
                                      for m in self.weighted_metric_identifiers]
-            names = [("loss", self.loss_tracker)]
-            for metric in self.metrics + self.weighted_metrics:
-                names.append((metric.name, metric))
-            self.logs = LazyLogs(names)
+            names = _log_names([m.name for m in self.metrics], [m.name for m in self.weighted_metrics])
+            self.logs = LazyLogs([("loss", self.loss_tracker)]
+                                 + list(zip(names, self.metrics + self.weighted_metrics)))
 
     def _build_optimizer(self) -> None:
         """Give the optimizer the trainable weights; cache regularized and constrained weights."""
@@ -213,7 +212,7 @@ class Trainer:
         x, y, sample_weight = data
         y_pred = self.model(x, training=False)
         self._build_optimizer()  # also collects the regularized weights compute_loss adds
-        sample_weight = self._sample_weight(y, sample_weight)
+        # class_weight is for training only: as in Keras, validation losses are unweighted.
         loss = self.compute_loss(x, y, y_pred, sample_weight)
         self._build_metrics(y, y_pred)
         self.update_metrics(y, y_pred, sample_weight, loss, data_module.num_samples(x))
@@ -306,6 +305,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     for epoch in range(initial_epoch, epochs):
         trainer.reset_metrics()
         callback_list.on_epoch_begin(epoch)
+        model.train()  # torch modules inside custom layers (nn.Dropout...) follow the mode, as in Keras
         logs = None
         for step, batch in enumerate(train):
             callback_list.on_train_batch_begin(step)
@@ -316,6 +316,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
         if logs is None:
             break
         epoch_logs = _logs_floats(logs)
+        model.eval()
         if val is not None and _should_validate(epoch, validation_freq):
             val_logs = evaluate(model, val, batch_size=validation_batch_size or batch_size,
                                 steps=validation_steps, callbacks=callback_list, return_dict=True,
@@ -345,6 +346,7 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
         callback_list = CallbackList(callbacks, add_progbar=_verbose(verbose) != 0, model=model,
                                      verbose=_verbose(verbose), epochs=1, steps=batches.num_batches)
     trainer.reset_metrics()
+    model.eval()
     callback_list.on_test_begin()
     logs = None
     with torch.no_grad():
@@ -361,8 +363,27 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
     return _flatten_in_order(trainer, result)
 
 
+def _log_names(names: list[str], weighted_names: list[str]) -> list[str]:
+    """Unique log keys as Keras makes them: a repeated metric name gets ``_1``, ``_2``...; a
+    weighted metric whose name is taken becomes ``weighted_<name>``."""
+    counters: dict[str, int] = {}
+    result = []
+    for name, weighted in [(n, False) for n in names] + [(n, True) for n in weighted_names]:
+        if name in counters and weighted:
+            name = f"weighted_{name}"
+        if name in counters:
+            counters[name] += 1
+            name = f"{name}_{counters[name] - 1}"
+        else:
+            counters[name] = 1
+        result.append(name)
+    return result
+
+
 def _flatten_in_order(trainer: Trainer, result: dict):
-    ordered = [result["loss"]] + [result[m.name] for m in (trainer.metrics or []) + trainer.weighted_metrics]
+    # Keras's order: "loss", then each compiled metric by its own name, then leftover keys sorted.
+    names = ["loss"] + [m.name for m in (trainer.metrics or []) + trainer.weighted_metrics]
+    ordered = [result[n] for n in names if n in result] + [result[k] for k in sorted(result) if k not in names]
     return ordered[0] if len(ordered) == 1 else ordered
 
 
@@ -374,6 +395,7 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
     verbose = _verbose(verbose)
     callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=model, verbose=verbose,
                                  epochs=1, steps=batches.num_batches)
+    model.eval()
     callback_list.on_predict_begin()
     total = getattr(batches, "size", None)
     if steps is not None and total is not None:

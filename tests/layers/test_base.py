@@ -337,6 +337,15 @@ def test_layer_to_dtype_and_device_as_torch():
     assert all(w.dtype == np.float64 for w in layer.get_weights())
 
 
+def test_layer_first_call_under_inference_mode_creates_trainable_weights():
+    layer = Dense(2)
+    with torch.inference_mode():
+        layer(torch.ones(1, 3))
+    assert not layer.kernel.is_inference() and layer.kernel.requires_grad
+    layer(torch.ones(1, 3)).sum().backward()
+    assert layer.kernel.grad is not None
+
+
 def test_layer_gradients_reach_parameters():
     layer = Dense(2)
     layer(torch.ones(3, 4)).sum().backward()

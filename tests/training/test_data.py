@@ -38,6 +38,20 @@ def test_to_tensor_keeps_values_and_structure():
     assert to_tensor(None) is None
 
 
+def test_to_tensor_rejects_nested_python_lists():
+    with pytest.raises(TypeError, match=r"np\.asarray"):
+        to_tensor([[1.0, 2.0], [3.0, 4.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_to_tensor_copies_read_only_arrays(dtype):
+    array = np.arange(4, dtype=dtype)
+    array.flags.writeable = False  # as pandas copy-on-write or np.load(mmap_mode="r") give
+    tensor = to_tensor(array)  # no torch "non-writable" warning (warnings are errors here)
+    tensor += 1
+    np.testing.assert_array_equal(array, np.arange(4))
+
+
 def test_to_tensor_follows_floatx():
     from lamina import config
 
@@ -56,6 +70,8 @@ def test_to_tensor_pandas_dataframe():
     out = to_tensor(frame)
     assert out.dtype == torch.float32
     np.testing.assert_array_equal(out.numpy(), [[1, 3], [2, 4]])
+    assert to_tensor(pandas.Series([1, 2, 3])).dtype == torch.int64
+    assert not data._is_iterable_source(frame)
 
 
 # ---------------------------------------------------------------- ArrayBatches

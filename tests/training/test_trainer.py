@@ -124,6 +124,19 @@ def test_evaluate_list_follows_compile_order(keras):
     np.testing.assert_allclose(result, expected, atol=1e-6)
 
 
+def test_repeated_metric_names_match_keras(keras):
+    x, y, _ = _data()
+    sample_weight = np.random.RandomState(1).rand(len(x)).astype("float32")
+    keras_model, model = _pair(keras, metrics=["accuracy", "mae", "mae"], weighted_metrics=["accuracy", "mae"])
+    kwargs = dict(sample_weight=sample_weight, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    expected = keras_model.fit(x, y, **kwargs).history
+    history = model.fit(x, y, **kwargs).history
+    assert list(history) == ["accuracy", "loss", "mae", "mae_1", "weighted_accuracy", "weighted_mae"]
+    _assert_history_close(expected, history)
+    expected_list = keras_model.evaluate(x, y, sample_weight=sample_weight, verbose=0)
+    np.testing.assert_allclose(model.evaluate(x, y, sample_weight=sample_weight, verbose=0), expected_list, atol=1e-6)
+
+
 def test_fit_sample_weight_matches_keras(keras):
     x, y, _ = _data()
     sample_weight = np.random.RandomState(1).rand(len(x)).astype("float32")
@@ -142,7 +155,9 @@ def test_fit_class_weight_matches_keras(keras, sparse):
     targets = labels if sparse else y
     keras_model, model = _pair(keras, loss=loss, weighted_metrics=["accuracy"])
     class_weight = {0: 0.5, 1: 3.0}  # class 2 is missing: it weighs 1.0, as in Keras
-    kwargs = dict(class_weight=class_weight, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    # validation is not class-weighted
+    kwargs = dict(class_weight=class_weight, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                  validation_data=(x[:10], targets[:10]))
     expected = keras_model.fit(x, targets, **kwargs).history
     _assert_history_close(expected, model.fit(x, targets, **kwargs).history)
     _assert_weights_close(keras_model, model)
@@ -156,18 +171,28 @@ def test_fit_rejects_class_weight_with_sample_weight():
         model.fit(x, y, class_weight={0: 2.0}, sample_weight=np.ones(len(x)), verbose=0)
 
 
-def test_fit_regularization_loss_matches_keras(keras):
+def _regularized_mlp(lib):
+    return lib.Sequential([
+        lib.Input((4,)),
+        lib.layers.Dense(5, activation="relu", activity_regularizer=lib.regularizers.L1(0.01),
+                         bias_regularizer=lib.regularizers.L2(0.1)),
+        lib.layers.Dense(3, activation="softmax", kernel_regularizer=lib.regularizers.L1L2(0.01, 0.02)),
+    ])
+
+
+def test_fit_regularization_losses_match_keras(keras):
     x, y, _ = _data()
-    keras_model = _mlp(keras, regularizer=keras.regularizers.L2(0.1))
-    model = _mlp(lamina, regularizer=lamina.regularizers.L2(0.1))
+    keras_model, model = _regularized_mlp(keras), _regularized_mlp(lamina)
     model.set_weights(keras_model.get_weights())
     for lib, m in ((keras, keras_model), (lamina, model)):
-        m.compile(optimizer=_optimizer(lib, "sgd"), loss="categorical_crossentropy")
-    # evaluate before any training includes the penalty too
-    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), keras_model.evaluate(x, y, verbose=0), atol=1e-6)
-    kwargs = dict(batch_size=8, epochs=2, shuffle=False, verbose=0)
+        m.compile(optimizer=_optimizer(lib, "sgd"), loss="categorical_crossentropy", metrics=["accuracy"])
+    # evaluate before any training includes the penalties too
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=7, verbose=0),
+                               keras_model.evaluate(x, y, batch_size=7, verbose=0), atol=1e-6)
+    kwargs = dict(batch_size=8, epochs=2, shuffle=False, verbose=0, validation_data=(x[:5], y[:5]))
     _assert_history_close(keras_model.fit(x, y, **kwargs).history, model.fit(x, y, **kwargs).history)
     _assert_weights_close(keras_model, model)
+    np.testing.assert_allclose(model.test_on_batch(x[:8], y[:8]), keras_model.test_on_batch(x[:8], y[:8]), atol=1e-6)
 
 
 def test_fit_validation_freq(keras):
@@ -381,13 +406,10 @@ def test_fit_batches_have_keras_dtypes():
 
 
 class _Concat(lamina.Layer):
-    """Concatenates its list of inputs on the last axis (no merging layers exist yet)."""
+    """Concatenates its list of inputs on the last axis (a custom layer taking a list)."""
 
     def call(self, inputs):
         return torch.cat(list(inputs), dim=-1)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[0][:-1]) + (sum(s[-1] for s in input_shape),)
 
 
 def _two_input_model(lib, concat):
@@ -414,6 +436,34 @@ def test_fit_multi_input_functional_matches_keras(keras, as_dict):
     _assert_history_close(expected, model.fit(inputs, y, **kwargs).history)
     np.testing.assert_allclose(model.predict(inputs, verbose=0), keras_model.predict(keras_inputs, verbose=0),
                                atol=1e-5)
+
+
+class _TorchDropout(lamina.Layer):
+    """A custom layer using a raw torch module, which follows module.train()/eval()."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dropout = torch.nn.Dropout(0.5)
+        self.modes = []
+
+    def call(self, inputs):
+        self.modes.append(self.dropout.training)
+        return self.dropout(inputs)
+
+
+def test_torch_module_mode_follows_fit_evaluate_predict():
+    x, y, _ = _data()
+    layer = _TorchDropout()
+    model = lamina.Sequential([lamina.Input((4,)), Dense(3), layer, Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    layer.modes.clear()  # forget the shape-inference calls made while building
+    model.fit(x, y, batch_size=12, epochs=1, verbose=0, validation_data=(x, y))
+    assert layer.modes == [True, True, False, False]  # two training batches, two validation batches
+    layer.modes.clear()
+    model.evaluate(x, y, verbose=0)
+    first = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), first)
+    assert layer.modes == [False, False, False]
 
 
 # ---------------------------------------------------------------- errors
@@ -608,26 +658,6 @@ def test_progress_bar_not_a_terminal_prints_no_line_per_step(capsys):
     assert lines[1].startswith("12/12 ")
 
 
-# ---------------------------------------------------------------- seeds
-def test_set_random_seed_makes_fit_reproducible():
-    x, y, _ = _data()
-
-    def run():
-        lamina.utils.set_random_seed(123)
-        model = lamina.Sequential([lamina.Input((4,)), Dense(8, activation="relu"), Dropout(0.5),
-                                   Dense(3, activation="softmax")])
-        model.compile(optimizer="adam", loss="categorical_crossentropy")
-        model.fit(x, y, batch_size=5, epochs=2, shuffle=True, verbose=0)
-        return model.get_weights()
-
-    first, second = run(), run()
-    for a, b in zip(first, second):
-        np.testing.assert_array_equal(a, b)
-    lamina.utils.set_random_seed(124)
-    other = lamina.Sequential([lamina.Input((4,)), Dense(8)]).get_weights()[0]
-    assert not np.array_equal(other, first[0])
-
-
 # ---------------------------------------------------------------- the speed contract
 _SYNC_METHODS = ("item", "__float__", "__int__", "__bool__", "__index__", "cpu", "numpy", "tolist")
 
@@ -663,16 +693,18 @@ def no_sync_in_batches(monkeypatch):
     return state
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop"])
-def test_train_step_does_not_sync_with_host(no_sync_in_batches, optimizer):
+@pytest.mark.parametrize("optimizer, verbose", [("sgd", 0), ("adam", 0), ("rmsprop", 0), ("adam", 1)])
+def test_train_step_does_not_sync_with_host(no_sync_in_batches, optimizer, verbose):
+    # verbose=1 on a stream that is not a terminal draws the bar once per epoch, after the batches.
     x, y, _ = _data(n=40)
     model = lamina.Sequential([lamina.Input((4,)), Dense(8, activation="relu", kernel_regularizer="l2"),
                                Dropout(0.2), Dense(3, activation="softmax")])
     model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy", "mse"],
                   weighted_metrics=["mae"])
-    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, validation_split=0.2, class_weight={0: 2.0})
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=verbose, validation_split=0.2,
+                        class_weight={0: 2.0})
     assert len(history.history["loss"]) == 2
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0, sample_weight=np.ones(len(x)))
+    model.fit(x, y, batch_size=8, epochs=1, verbose=verbose, sample_weight=np.ones(len(x)))
 
 
 def test_sync_guard_catches_a_sync(no_sync_in_batches):
