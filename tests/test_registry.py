@@ -28,6 +28,11 @@ _EXAMPLE_ARGS = {
     ("schedule", "CosineDecayRestarts"): {"initial_learning_rate": 0.1, "first_decay_steps": 10},
 }
 # Lambda needs a function and refuses from_config in safe mode (tested in tests/layers/test_misc.py).
+for _name in ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+              "SeparableConv1D", "SeparableConv2D"):
+    _EXAMPLE_ARGS[("layer", _name)] = {"filters": 2, "kernel_size": 3}
+for _name in ("DepthwiseConv1D", "DepthwiseConv2D"):
+    _EXAMPLE_ARGS[("layer", _name)] = {"kernel_size": 3}
 _SKIP = {("layer", "Sequential"), ("layer", "Functional"), ("layer", "Layer"), ("layer", "Lambda")}
 
 

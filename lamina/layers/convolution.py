@@ -88,7 +88,7 @@ def _conv_plan(spatial, kernel_size, strides, dilation_rate, padding):
                 # One more pixel on both sides shifts the windows by one: drop the first output.
                 pad, window = total // 2 + 1, slice(1, None)
             else:
-                right, left = total // 2, total - total // 2
+                left, right = total // 2, total - total // 2
         input_pad[0:0] = [left, right]  # F.pad lists the last axis first
         torch_padding.append(pad)
         crop.append(window)
@@ -501,7 +501,8 @@ def _doc(rank, parts, paddings='``"valid"`` or ``"same"``'):
     """Fill a docstring's ``{args}`` placeholder with the shared argument text."""
 
     def decorate(cls):
-        text = "".join(part.format(ints='one int' if rank == 1 else f'{rank} ints', paddings=paddings) for part in (*parts, _KWARGS))
+        ints = "one int" if rank == 1 else f"{rank} ints"
+        text = "".join(part.format(ints=ints, paddings=paddings) for part in (*parts, _KWARGS))
         cls.__doc__ = cls.__doc__.replace("{args}", text.strip("\n").lstrip())
         return cls
 

@@ -79,6 +79,15 @@ def _serialized(layer: Layer, kind: str, *keys: str) -> dict:
     return {key: registry.serialize(kind, getattr(layer, key)) for key in keys}
 
 
+def _add_gamma_beta(layer: Layer, shape: tuple, scale: bool, center: bool) -> None:
+    """Create ``layer.gamma`` / ``layer.beta`` (or None) from its initializers, regularizers, constraints."""
+    # Never pre-set them to None before creating them: a plain attribute would shadow the parameter.
+    layer.gamma = layer._add_weight(shape, layer.gamma_initializer, None, True, layer.gamma_regularizer,
+                                    layer.gamma_constraint, "gamma") if scale else None
+    layer.beta = layer._add_weight(shape, layer.beta_initializer, None, True, layer.beta_regularizer,
+                                   layer.beta_constraint, "beta") if center else None
+
+
 class _SqrtOf:
     """Initializer giving the square root of another one (renorm's standard deviations)."""
 
@@ -212,21 +221,19 @@ class BatchNormalization(Layer):
                 f"received input shape {tuple(input_shape)}."
             )
         shape = (int(input_shape[axis]),)
-        # Weights are never pre-set to None: a plain attribute would shadow the parameter.
-        self.gamma = self._add_weight(shape, self.gamma_initializer, None, True, self.gamma_regularizer,
-                                      self.gamma_constraint, "gamma") if self.scale else None
-        self.beta = self._add_weight(shape, self.beta_initializer, None, True, self.beta_regularizer,
-                                     self.beta_constraint, "beta") if self.center else None
+        _add_gamma_beta(self, shape, self.scale, self.center)
         self.moving_mean = self._add_weight(shape, self.moving_mean_initializer, None, False,
                                             None, None, "moving_mean")
         self.moving_variance = self._add_weight(shape, self.moving_variance_initializer, None, False,
                                                 None, None, "moving_variance")
         if self.renorm:
             stddev_init = _SqrtOf(self.moving_variance_initializer)
-            self.moving_stddev = self._add_weight(shape, stddev_init, None, False, None, None, "moving_stddev")
+            self.moving_stddev = self._add_weight(shape, stddev_init, None, False, None, None,
+                                                  "moving_stddev")
             self.renorm_mean = self._add_weight(shape, self.moving_mean_initializer, None, False,
                                                 None, None, "renorm_mean")
-            self.renorm_stddev = self._add_weight(shape, stddev_init, None, False, None, None, "renorm_stddev")
+            self.renorm_stddev = self._add_weight(shape, stddev_init, None, False, None, None,
+                                                  "renorm_stddev")
         self.input_spec = InputSpec(ndim=rank, axes={self.axis: shape[0]})
         self.built = True
 
@@ -262,7 +269,7 @@ class BatchNormalization(Layer):
         out = restore(F.batch_norm(view, scratch[0], scratch[1], gamma, beta, True, 1.0, self.epsilon))
         with torch.no_grad():
             self._assign_average(self.moving_mean, scratch[0], self.momentum)
-            self._assign_average(self.moving_variance, scratch[1], self.momentum)
+            self._assign_average(self.moving_variance, scratch[1] * ((count - 1) / count), self.momentum)
         return out
 
     def _train_explicit(self, x, axis, gamma, beta, mask):
@@ -426,10 +433,7 @@ class LayerNormalization(Layer):
             )
         # Keras keeps the axis as a sorted list once built (and so does its config).
         self.axis = sorted(self.axis) if isinstance(self.axis, list) else [self.axis]
-        self.gamma = self._add_weight(shape, self.gamma_initializer, None, True, self.gamma_regularizer,
-                                      self.gamma_constraint, "gamma") if self.scale or self.rms_scaling else None
-        self.beta = self._add_weight(shape, self.beta_initializer, None, True, self.beta_regularizer,
-                                     self.beta_constraint, "beta") if self.center and not self.rms_scaling else None
+        _add_gamma_beta(self, shape, self.scale or self.rms_scaling, self.center and not self.rms_scaling)
         self.built = True
 
     def call(self, inputs):
@@ -551,11 +555,7 @@ class GroupNormalization(Layer):
                 f"Choose groups dividing {channels} (e.g. 1, or -1 for one channel per group)."
             )
         self.input_spec = InputSpec(ndim=len(input_shape), axes={self.axis: int(channels)})
-        shape = (int(channels),)
-        self.gamma = self._add_weight(shape, self.gamma_initializer, None, True, self.gamma_regularizer,
-                                      self.gamma_constraint, "gamma") if self.scale else None
-        self.beta = self._add_weight(shape, self.beta_initializer, None, True, self.beta_regularizer,
-                                     self.beta_constraint, "beta") if self.center else None
+        _add_gamma_beta(self, (int(channels),), self.scale, self.center)
         self.built = True
 
     def call(self, inputs):
@@ -567,8 +567,9 @@ class GroupNormalization(Layer):
         if axis == x.ndim - 1:
             out = self._group_norm_last(x, gamma, beta)
         else:
-            view, restore = (x, lambda y: y) if axis == 1 else (x.movedim(axis, 1), lambda y: y.movedim(1, axis))
-            out = restore(F.group_norm(view, self.groups, gamma, beta, self.epsilon))
+            view = x if axis == 1 else x.movedim(axis, 1)
+            out = F.group_norm(view, self.groups, gamma, beta, self.epsilon)
+            out = out if axis == 1 else out.movedim(1, axis)
         return out.to(config.torch_dtype(self._dtype))
 
     def _group_norm_last(self, x, gamma, beta):
@@ -807,8 +808,8 @@ class Normalization(Layer):
                 mean, variance = self._streamed_moments(data)
             for name, value in (("mean", mean), ("variance", variance)):
                 target = self._buffers[name]
-                target.copy_(torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
-                             .to(dtype=target.dtype, device=target.device).reshape(target.shape))
+                value = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+                target.copy_(value.to(dtype=target.dtype, device=target.device).reshape(target.shape))
 
     def _check_adapt_shape(self, shape):
         for d in self._keep_axis:

@@ -598,8 +598,6 @@ class StackedRNNCells(Layer):
         for cell in self.cells:
             if hasattr(cell, "get_initial_state"):
                 state = cell.get_initial_state(batch_size=batch_size)
-                if not isinstance(cell.state_size, (list, tuple)) and isinstance(state, (list, tuple)):
-                    state = state[0]
             elif isinstance(cell.state_size, (list, tuple)):
                 state = [torch.zeros(batch_size, s) for s in cell.state_size]
             else:
@@ -712,6 +710,12 @@ class RNN(Layer):
 
     # ----------------------------------------------------------------- build and states
     def build(self, sequences_shape, initial_state_shape=None):
+        if len(sequences_shape) < 3:
+            raise ValueError(
+                f'Input 0 of layer "{self.name}" is incompatible with the layer: expected '
+                f"(batch, timesteps, features) sequences, found ndim={len(sequences_shape)}. Full "
+                f"shape received: {tuple(sequences_shape)}"
+            )
         step_shape = (sequences_shape[0], *tuple(sequences_shape)[2:])
         if isinstance(self.cell, Layer) and not self.cell.built:
             self.cell._build_shape = step_shape

@@ -8,7 +8,6 @@ and metrics accumulate on the device and are read when a callback asks for them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 

@@ -74,6 +74,10 @@ def _reference_pool(x, mode, pool_size, strides, padding):
     return out.astype("float32")
 
 
+def _re_shape(shape):
+    return r"\(" + r", ".join(str(s) for s in shape) + r"\)"
+
+
 def _to_format(x_last, data_format):
     return x_last if data_format == "channels_last" else np.moveaxis(x_last, -1, 1).copy()
 
@@ -213,12 +217,8 @@ def test_pool_padding_is_case_insensitive():
                                         (MaxPooling3D, (2, 4, 4, 4))])
 def test_pool_wrong_rank_names_layer_and_shape(cls, shape):
     layer = cls(2, name="pool")
-    with pytest.raises(ValueError, match=r'"pool".*expected ndim=\d, found ndim=\d.*' + re_shape(shape)):
+    with pytest.raises(ValueError, match=r'"pool".*expected ndim=\d, found ndim=\d.*' + _re_shape(shape)):
         layer(torch.zeros(shape))
-
-
-def re_shape(shape):
-    return r"\(" + r", ".join(str(s) for s in shape) + r"\)"
 
 
 def test_pool_wrong_rank_symbolic_names_layer():
