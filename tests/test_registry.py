@@ -33,6 +33,9 @@ for _name in ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose"
     _EXAMPLE_ARGS[("layer", _name)] = {"filters": 2, "kernel_size": 3}
 for _name in ("DepthwiseConv1D", "DepthwiseConv2D"):
     _EXAMPLE_ARGS[("layer", _name)] = {"kernel_size": 3}
+for _name in ("AlphaDropout", "GaussianDropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"):
+    _EXAMPLE_ARGS[("layer", _name)] = {"rate": 0.25}
+_EXAMPLE_ARGS[("layer", "GaussianNoise")] = {"stddev": 0.1}
 _SKIP = {("layer", "Sequential"), ("layer", "Functional"), ("layer", "Layer"), ("layer", "Lambda")}
 
 

@@ -14,6 +14,13 @@ from lamina.layers.merging import (
     add, average, concatenate, dot, maximum, minimum, multiply, subtract,
 )
 from lamina.layers.misc import Embedding, Identity, Lambda, Masking, Rescaling
+from lamina.layers.normalization import (
+    BatchNormalization, GroupNormalization, LayerNormalization, Normalization, UnitNormalization,
+)
+from lamina.layers.regularization import (
+    ActivityRegularization, AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
+    SpatialDropout2D, SpatialDropout3D,
+)
 
 __all__ = [
     "Layer", "InputSpec", "Input", "InputLayer",
@@ -26,4 +33,7 @@ __all__ = [
     "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
     "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot",
     "Embedding", "Rescaling", "Identity", "Masking", "Lambda",
+    "BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization",
+    "Normalization", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+    "GaussianDropout", "AlphaDropout", "ActivityRegularization",
 ]

@@ -23,17 +23,24 @@ __all__ = ["Trainer", "LazyLogs"]
 
 
 class LazyLogs(Mapping):
-    """A read-only mapping ``name -> metric.result()``, computed only when read.
+    """A read-only mapping ``name -> metric.result()`` as a python float, read only on access.
 
-    Batch-level callbacks receive it, so a step that nobody inspects costs no
-    host synchronisation.
+    Batch-level callbacks receive it: values are floats as in Keras, but a step whose
+    logs nobody reads costs no host synchronisation.
+
+    >>> from lamina.metrics import Mean
+    >>> mean = Mean()
+    >>> mean.update_state([1.0, 2.0])
+    >>> logs = LazyLogs([("loss", mean)])
+    >>> logs["loss"], dict(logs)
+    (1.5, {'loss': 1.5})
     """
 
     def __init__(self, named_metrics: list[tuple[str, Any]]):
         self._metrics = dict(named_metrics)
 
     def __getitem__(self, key):
-        return self._metrics[key].result()
+        return _to_float(self._metrics[key].result())
 
     def __iter__(self):
         return iter(sorted(self._metrics))

@@ -275,14 +275,14 @@ def test_multi_head_attention_accepts_numpy_and_keyword_inputs(keras):
 # ---------------------------------------------------------------- MultiHeadAttention: training mode
 def test_multi_head_attention_dropout_statistics():
     layer = MultiHeadAttention(num_heads=1, key_dim=2, dropout=0.5)
-    x = torch.randn(1, 400, 2)
+    x = torch.randn(1, 100, 2)
     out, scores = layer(x, x, return_attention_scores=True)
     torch.testing.assert_close(layer(x, x), out)
     torch.testing.assert_close(layer(x, x, training=True, return_attention_scores=True)[1], scores)
     trained = [layer(x, x, training=True) for _ in range(3)]
     assert not torch.allclose(trained[0], trained[1])
     # Dropping probabilities keeps them unbiased: the mean over many draws approaches the output.
-    mean = torch.stack([layer(x, x, training=True) for _ in range(200)]).mean(0)
+    mean = torch.stack([layer(x, x, training=True) for _ in range(100)]).mean(0)
     assert (mean - out).abs().mean() < 0.15 * out.abs().mean()
 
 
@@ -460,7 +460,9 @@ def test_multi_head_attention_functional_model_trains():
     history = model.fit([x, v], y, epochs=2, batch_size=8, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     changed = [not np.allclose(a, b) for a, b in zip(before, model.get_weights())]
-    assert all(changed[:8]) and all(changed[8:16])
+    # Every weight trains except the key biases: q.(k + b) shifts all of a query's scores
+    # equally, so softmax gives them a zero gradient (as in any multi-head attention).
+    assert [i for i, c in enumerate(changed) if not c] == [3, 11]
     rebuilt = Functional.from_config(json.loads(json.dumps(model.get_config())))
     rebuilt.set_weights(model.get_weights())
     np.testing.assert_allclose(_np(rebuilt([x, v])), _np(model([x, v])), atol=1e-6)

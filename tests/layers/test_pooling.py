@@ -453,3 +453,20 @@ def test_pool_output_dtype_matches_keras(keras, cls, kwargs, dtype):
     expected = getattr(keras.layers, cls.__name__)(**kwargs)(x)
     assert out.dtype == expected.dtype
     np.testing.assert_allclose(_np(out), keras.ops.convert_to_numpy(expected))
+
+
+def test_global_average_pooling_1d_after_masking_in_model_matches_keras(keras):
+    from lamina.layers.misc import Masking
+
+    x = np.random.default_rng(2).normal(size=(4, 6, 3)).astype("float32")
+    x[0, 3:] = 0.0
+    x[2, :2] = 0.0
+    reference = keras.Sequential([keras.Input((6, 3)), keras.layers.Masking(), keras.layers.GlobalAveragePooling1D(),
+                                  keras.layers.Dense(2)])
+    model = lamina.Sequential([lamina.Input((6, 3)), Masking(), GlobalAveragePooling1D(), Dense(2)])
+    model.set_weights(reference.get_weights())
+    expected = keras.ops.convert_to_numpy(reference(x))
+    np.testing.assert_allclose(_np(model(torch.as_tensor(x))), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    unmasked = x.mean(axis=1) @ reference.get_weights()[0] + reference.get_weights()[1]
+    assert not np.allclose(expected, unmasked, atol=1e-3)  # the mask changed the answer
