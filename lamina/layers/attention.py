@@ -13,6 +13,7 @@ import string
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from lamina import registry
 from lamina.layers.base import Layer
@@ -544,8 +545,6 @@ class MultiHeadAttention(_AttentionCall):
         if self._flash_attention is None:
             out = attend()
         else:
-            from torch.nn.attention import SDPBackend, sdpa_kernel
-
             backends = [SDPBackend.FLASH_ATTENTION] if self._flash_attention else [
                 SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH, SDPBackend.CUDNN_ATTENTION]
             with sdpa_kernel(backends):
@@ -633,6 +632,8 @@ class Attention(_AttentionCall):
     >>> [round(s, 4) for s in scores[0, 0].tolist()]
     [0.7311, 0.2689]
     """
+
+    _call_names = ("inputs",)
 
     def __init__(self, use_scale=False, score_mode="dot", dropout=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -735,7 +736,9 @@ class Attention(_AttentionCall):
                 return None
             previous_mask = [getattr(x, "_keras_mask", None) for x in inputs]
         self._validate_inputs(inputs, previous_mask)
-        return None if previous_mask[0] is None else _as_tensor(previous_mask[0])
+        if previous_mask[0] is None:
+            return None
+        return _as_tensor(previous_mask[0], inputs[0] if isinstance(inputs[0], torch.Tensor) else None)
 
     def compute_output_shape(self, input_shape):
         query_shape, value_shape = tuple(input_shape[0]), tuple(input_shape[1])

@@ -564,9 +564,9 @@ class StackedRNNCells(Layer):
     Example:
     >>> import torch
     >>> layer = RNN(StackedRNNCells([LSTMCell(4), GRUCell(3)]), return_state=True)
-    >>> output, lstm_states, gru_state = layer(torch.zeros(2, 5, 6))
-    >>> output.shape, [s.shape for s in lstm_states], gru_state.shape
-    (torch.Size([2, 3]), [torch.Size([2, 4]), torch.Size([2, 4])], torch.Size([2, 3]))
+    >>> output, (lstm_h, lstm_c), (gru_h,) = layer(torch.zeros(2, 5, 6))
+    >>> output.shape, lstm_c.shape, gru_h.shape
+    (torch.Size([2, 3]), torch.Size([2, 4]), torch.Size([2, 3]))
     """
 
     def __init__(self, cells, **kwargs):

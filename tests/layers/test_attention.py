@@ -149,23 +149,17 @@ def test_multi_head_attention_fully_masked_rows_follow_keras_paths():
     torch.testing.assert_close(fused[0, 1], explicit[0, 1])
 
 
+@pytest.mark.parametrize("scores", [False, True])
 @pytest.mark.parametrize("with_key", [False, True])
-def test_multi_head_attention_masks_from_arguments_match_keras(keras, with_key):
+def test_multi_head_attention_masks_from_arguments_match_keras(keras, with_key, scores):
     layer, reference = _mha_pair(keras, (2, 4, 6), (2, 5, 6), (2, 5, 6), num_heads=2, key_dim=3)
     query, value, key = _random((2, 4, 6), 1), _random((2, 5, 6), 2), _random((2, 5, 6), 3)
     value_mask = np.array([[1, 1, 1, 0, 0], [1, 0, 1, 1, 1]], bool)
-    key_mask = np.array([[1, 0, 1, 1, 1], [1, 1, 1, 1, 0]], bool)
-    kwargs = dict(key=key, key_mask=key_mask) if with_key else {}
-    for scores in (False, True):
-        theirs = reference(query, value, value_mask=value_mask, return_attention_scores=scores, **kwargs)
-        if with_key:
-            kwargs["key"] = torch.tensor(key)
-        ours = layer(torch.tensor(query), torch.tensor(value), value_mask=value_mask, return_attention_scores=scores,
-                     **kwargs)
-        if with_key:
-            kwargs["key"] = key
-        for o, t in zip(ours if scores else [ours], theirs if scores else [theirs]):
-            np.testing.assert_allclose(_np(o), _k(keras, t), **TOL)
+    key_mask = np.array([[1, 0, 1, 1, 1], [1, 1, 1, 1, 0]], bool) if with_key else None
+    ours, theirs = _call_both(keras, layer, reference, query, value, key if with_key else None,
+                              value_mask=value_mask, key_mask=key_mask, return_attention_scores=scores)
+    for o, t in zip(ours if scores else [ours], theirs if scores else [theirs]):
+        np.testing.assert_allclose(o, t, **TOL)
 
 
 def _masked_inputs(keras):
@@ -220,7 +214,6 @@ def test_multi_head_attention_attention_axes_4d_match_keras(keras, axes, scores)
     ours, theirs = _call_both(keras, layer, reference, query, value, return_attention_scores=scores)
     if scores:
         assert ours[1].shape == theirs[1].shape
-        ours, theirs = ours, theirs
     for o, t in zip(ours if scores else [ours], theirs if scores else [theirs]):
         np.testing.assert_allclose(o, t, **TOL)
     assert layer.get_config()["attention_axes"] == reference.get_config()["attention_axes"]
@@ -262,6 +255,18 @@ def test_multi_head_attention_uses_fused_kernel_when_maths_matches(monkeypatch):
     assert len(calls) == 3
     dropped(x, x, attention_mask=torch.ones(4, 4, dtype=torch.bool))
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("flash", [True, False])
+def test_multi_head_attention_flash_attention_setting_keeps_numbers(flash):
+    x = torch.randn(2, 5, 8)
+    layer = MultiHeadAttention(num_heads=2, key_dim=4)
+    layer.build((2, 5, 8), (2, 5, 8))
+    other = MultiHeadAttention(num_heads=2, key_dim=4, flash_attention=flash)
+    other.build((2, 5, 8), (2, 5, 8))
+    other.set_weights(layer.get_weights())
+    for kwargs in (dict(use_causal_mask=True), dict(attention_mask=torch.ones(5, 5, dtype=torch.bool)), {}):
+        torch.testing.assert_close(other(x, x, **kwargs), layer(x, x, **kwargs), rtol=1e-5, atol=1e-6)
 
 
 def test_multi_head_attention_accepts_numpy_and_keyword_inputs(keras):
@@ -442,6 +447,7 @@ def test_multi_head_attention_symbolic_shapes():
     assert MultiHeadAttention(2, 3, output_shape=8)(query=query, value=value, key=value).shape == (None, 5, 8)
     attended, weights = Attention()([query, lamina.Input((4, 6))], return_attention_scores=True)
     assert attended.shape == (None, 5, 6) and weights.shape == (None, 5, 4)
+    assert AdditiveAttention()(inputs=[query, query]).shape == (None, 5, 6)
 
 
 def test_multi_head_attention_functional_model_trains():

@@ -593,3 +593,42 @@ def test_functional_model_with_return_state_and_bidirectional():
     assert [tuple(r.shape) for r in result] == [(3, 2), (3, 4), (3, 4)]
     lstm = model.layers[1]
     torch.testing.assert_close(result[1], lstm(x)[1])
+
+
+def test_time_distributed_batch_normalization_training_matches_keras_per_step(keras):
+    from lamina.layers.normalization import BatchNormalization
+
+    x = _sequences((4, 3, 5))
+    theirs = keras.layers.TimeDistributed(keras.layers.BatchNormalization())
+    theirs.build(x.shape)
+    ours = TimeDistributed(BatchNormalization())
+    ours.build(x.shape)
+    # Batch statistics per time step (Keras 3 loops over time), not pooled over batch * time.
+    _assert_close(*_run_both(keras, theirs, ours, x, training=True))
+    for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(mine, reference, rtol=0, atol=1e-6)
+    assert np.abs(ours.get_weights()[2]).sum() > 0  # the moving mean moved
+
+
+def test_masked_sequential_model_matches_keras_end_to_end(keras):
+    from lamina.layers.misc import Embedding
+
+    def build(module, embedding):
+        layers = module.layers
+        return module.Sequential([
+            module.Input((7,), dtype="int64"), embedding(20, 6, mask_zero=True),
+            layers.Bidirectional(layers.LSTM(5, return_sequences=True), merge_mode="ave"),
+            layers.TimeDistributed(layers.Dense(3)), layers.GRU(4, go_backwards=True), layers.Dense(1)])
+
+    class _Namespace:
+        Sequential, Input = lamina.Sequential, lamina.Input
+        layers = type("layers", (), dict(Bidirectional=Bidirectional, LSTM=LSTM, TimeDistributed=TimeDistributed,
+                                         Dense=Dense, GRU=GRU))
+
+    theirs = build(keras, keras.layers.Embedding)
+    ours = build(_Namespace, Embedding)
+    assert [w.shape for w in ours.get_weights()] == [tuple(w.shape) for w in theirs.get_weights()]
+    ours.set_weights(theirs.get_weights())
+    tokens = np.random.default_rng(0).integers(1, 20, size=(5, 7))
+    tokens[1, 4:], tokens[2, :3], tokens[3, 2] = 0, 0, 0  # right, left and inner padding
+    np.testing.assert_allclose(ours.predict(tokens, verbose=0), theirs.predict(tokens, verbose=0), rtol=0, atol=1e-5)

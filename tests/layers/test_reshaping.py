@@ -11,6 +11,7 @@ import lamina
 from lamina import registry
 from lamina.layers import reshaping
 from lamina.layers.core import Dense, Flatten
+from lamina.layers.misc import Masking
 from lamina.layers.reshaping import (
     Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector, UpSampling1D, UpSampling2D, UpSampling3D,
     ZeroPadding1D, ZeroPadding2D, ZeroPadding3D,
@@ -336,8 +337,8 @@ def test_reshaping_layers_drop_masks_as_keras(keras, cls, kwargs):
     assert getattr(masked, "_keras_mask", None) is not None
     theirs = getattr(keras.layers, cls.__name__)(**kwargs)(masked)
     assert getattr(theirs, "_keras_mask", None) is None
-    ours_in = torch.as_tensor(x)
-    ours_in._keras_mask = torch.as_tensor((x != 0).any(-1))
+    ours_in = Masking()(torch.as_tensor(x))
+    assert getattr(ours_in, "_keras_mask", None) is not None
     assert getattr(cls(**kwargs)(ours_in), "_keras_mask", None) is None
 
 

@@ -618,6 +618,24 @@ def test_stop_training_from_batch_callback_ends_epoch(keras):
     _assert_weights_close(keras_model, model)
 
 
+def test_batch_logs_are_floats_matching_keras(keras):
+    x, y, _ = _data()
+    keras_model, model = _pair(keras, metrics=["accuracy"])
+    seen = {"keras": [], "lamina": []}
+
+    def recorder(key):
+        return dict(on_train_batch_end=lambda batch, logs: seen[key].append(dict(logs)))
+
+    kwargs = dict(batch_size=8, epochs=1, shuffle=False, verbose=0)
+    keras_model.fit(x, y, callbacks=[keras.callbacks.LambdaCallback(**recorder("keras"))], **kwargs)
+    model.fit(x, y, callbacks=[LambdaCallback(**recorder("lamina"))], **kwargs)
+    assert len(seen["lamina"]) == len(seen["keras"]) == 3
+    for expected, logs in zip(seen["keras"], seen["lamina"]):
+        assert sorted(logs) == sorted(expected) and all(type(v) is float for v in logs.values())
+        for key in expected:
+            np.testing.assert_allclose(logs[key], expected[key], atol=1e-6)
+
+
 def _normalise_progress(text):
     text = re.sub(r"\d+(\.\d+)?(ms|us|s)/step", "T/step", text)
     return re.sub(r" - \d+s - ", " - Ns - ", text)
