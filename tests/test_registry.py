@@ -36,6 +36,10 @@ for _name in ("DepthwiseConv1D", "DepthwiseConv2D"):
 for _name in ("AlphaDropout", "GaussianDropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"):
     _EXAMPLE_ARGS[("layer", _name)] = {"rate": 0.25}
 _EXAMPLE_ARGS[("layer", "GaussianNoise")] = {"stddev": 0.1}
+for _name in ("AveragePooling1D", "AveragePooling2D", "AveragePooling3D"):
+    _EXAMPLE_ARGS[("layer", _name)] = {"pool_size": 2}
+_EXAMPLE_ARGS[("layer", "Permute")] = {"dims": (2, 1)}
+_EXAMPLE_ARGS[("layer", "RepeatVector")] = {"n": 2}
 _SKIP = {("layer", "Sequential"), ("layer", "Functional"), ("layer", "Layer"), ("layer", "Lambda")}
 
 

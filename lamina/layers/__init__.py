@@ -17,9 +17,21 @@ from lamina.layers.misc import Embedding, Identity, Lambda, Masking, Rescaling
 from lamina.layers.normalization import (
     BatchNormalization, GroupNormalization, LayerNormalization, Normalization, UnitNormalization,
 )
+from lamina.layers.pooling import (
+    AveragePooling1D, AveragePooling2D, AveragePooling3D, AvgPool1D, AvgPool2D, AvgPool3D,
+    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalAvgPool1D,
+    GlobalAvgPool2D, GlobalAvgPool3D, GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPool3D,
+    GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPool1D, MaxPool2D,
+    MaxPool3D, MaxPooling1D, MaxPooling2D, MaxPooling3D,
+)
 from lamina.layers.regularization import (
     ActivityRegularization, AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
     SpatialDropout2D, SpatialDropout3D,
+)
+
+from lamina.layers.reshaping import (
+    Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector, UpSampling1D, UpSampling2D,
+    UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D,
 )
 
 __all__ = [
@@ -36,4 +48,39 @@ __all__ = [
     "BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization",
     "Normalization", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
     "GaussianDropout", "AlphaDropout", "ActivityRegularization",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "MaxPooling3D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "AveragePooling3D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D",
+    "MaxPool1D",
+    "MaxPool2D",
+    "MaxPool3D",
+    "AvgPool1D",
+    "AvgPool2D",
+    "AvgPool3D",
+    "GlobalMaxPool1D",
+    "GlobalMaxPool2D",
+    "GlobalMaxPool3D",
+    "GlobalAvgPool1D",
+    "GlobalAvgPool2D",
+    "GlobalAvgPool3D",
+    "Permute",
+    "RepeatVector",
+    "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "ZeroPadding3D",
+    "UpSampling1D",
+    "UpSampling2D",
+    "UpSampling3D",
 ]
