@@ -40,6 +40,7 @@ for _name in ("AveragePooling1D", "AveragePooling2D", "AveragePooling3D"):
     _EXAMPLE_ARGS[("layer", _name)] = {"pool_size": 2}
 _EXAMPLE_ARGS[("layer", "Permute")] = {"dims": (2, 1)}
 _EXAMPLE_ARGS[("layer", "RepeatVector")] = {"n": 2}
+_EXAMPLE_ARGS[("layer", "MultiHeadAttention")] = {"num_heads": 2, "key_dim": 4}
 _SKIP = {("layer", "Sequential"), ("layer", "Functional"), ("layer", "Layer"), ("layer", "Lambda")}
 
 

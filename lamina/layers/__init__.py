@@ -1,5 +1,6 @@
 """Keras layers on PyTorch: ``lamina.layers`` mirrors ``keras.layers``."""
 
+from lamina.layers.attention import AdditiveAttention, Attention, MultiHeadAttention
 from lamina.layers.base import InputSpec, Layer
 from lamina.layers.convolution import (
     Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose, Convolution1D,
@@ -36,6 +37,7 @@ from lamina.layers.reshaping import (
 
 __all__ = [
     "Layer", "InputSpec", "Input", "InputLayer",
+    "MultiHeadAttention", "Attention", "AdditiveAttention",
     "Dense", "Activation", "Dropout", "Flatten", "Reshape",
     "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
     "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D",

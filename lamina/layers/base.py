@@ -294,6 +294,7 @@ class Layer(nn.Module):
         super().__setattr__(name, value)
 
     def _rename_weight(self, old: str, new: str) -> None:
+        self.__dict__.pop(new, None)  # e.g. ``self.bias = None`` set before the weight existed
         if old in self._parameters:
             self._parameters[new] = self._parameters.pop(old)
         else:

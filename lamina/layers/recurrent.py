@@ -155,9 +155,10 @@ class _Cell(Layer):
         if self._mask_cache is not None and "masks" in self._mask_cache:
             return self._mask_cache["masks"]
         count = self._mask_count if self.implementation == 1 else None
+        rate, recurrent_rate = self.dropout, self.recurrent_dropout
         masks = (
-            self._random_mask(inputs, self.dropout, count) if 0.0 < self.dropout < 1.0 else None,
-            self._random_mask(state, self.recurrent_dropout, count) if 0.0 < self.recurrent_dropout < 1.0 else None,
+            self._random_mask(inputs, rate, count) if 0.0 < rate < 1.0 else None,
+            self._random_mask(state, recurrent_rate, count) if 0.0 < recurrent_rate < 1.0 else None,
         )
         if self._mask_cache is not None:
             self._mask_cache["masks"] = masks

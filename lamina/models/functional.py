@@ -292,7 +292,7 @@ class Functional(Model):
                 result = layer(*args, **kwargs)
                 index = counts.get(layer.name, 0)
                 counts[layer.name] = index + 1
-                outputs[(layer.name, index)] = result if isinstance(result, list) else [result]
+                outputs[(layer.name, index)] = list(result) if isinstance(result, (list, tuple)) else [result]
                 pending.remove(item)
                 progress = True
             if not progress:

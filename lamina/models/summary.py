@@ -69,6 +69,8 @@ def _cell_lines(text: str, width: int) -> list[str]:
 def _render_row(cells: list[str], widths: list[int], align: list[str], edge: str = "│") -> list[str]:
     wrapped = [_cell_lines(c, w) for c, w in zip(cells, widths)]
     height = max(len(w) for w in wrapped)
+    if edge == "┃":  # rich aligns header cells to the bottom of the header row
+        wrapped = [[""] * (height - len(w)) + w for w in wrapped]
     lines = []
     for i in range(height):
         parts = []

@@ -180,8 +180,8 @@ def test_recurrent_use_cudnn_rejects_invalid_values():
 
 
 # --------------------------------------------------------------- weights, shapes, config
-@pytest.mark.parametrize("name, kwargs", [("SimpleRNN", {}), ("LSTM", {}), ("GRU", {}), ("GRU", {"reset_after": False}),
-                                          ("LSTM", {"use_bias": False})])
+@pytest.mark.parametrize("name, kwargs", [("SimpleRNN", {}), ("LSTM", {}), ("GRU", {}),
+                                          ("GRU", {"reset_after": False}), ("LSTM", {"use_bias": False})])
 def test_recurrent_weights_shapes_and_count_match_keras(keras, name, kwargs):
     theirs = getattr(keras.layers, name)(4, **kwargs)
     theirs.build((None, 7, 5))
@@ -261,7 +261,8 @@ def _all_layers():
         GRU(3, reset_after=False, kernel_regularizer="l2"), SimpleRNNCell(3), LSTMCell(3), GRUCell(3),
         RNN(LSTMCell(3), go_backwards=True), RNN([SimpleRNNCell(2), GRUCell(3)]),
         StackedRNNCells([LSTMCell(2), LSTMCell(3)]), Bidirectional(GRU(3), merge_mode="sum"),
-        Bidirectional(LSTM(3, return_sequences=True), backward_layer=LSTM(2, return_sequences=True, go_backwards=True)),
+        Bidirectional(LSTM(3, return_sequences=True),
+                      backward_layer=LSTM(2, return_sequences=True, go_backwards=True)),
         TimeDistributed(Dense(2)),
     ]
 
@@ -384,7 +385,8 @@ def test_cell_single_step_matches_keras(keras, name, cell_kwargs):
     theirs.set_weights([rng.normal(size=w.shape).astype("float32") for w in theirs.get_weights()])
     ours.set_weights(theirs.get_weights())
     x = rng.normal(size=(4, 5)).astype("float32")
-    states = [rng.normal(size=(4, 3)).astype("float32") for _ in (ours.state_size if isinstance(ours.state_size, list) else [3])]
+    count = 2 if name == "LSTMCell" else 1
+    states = [rng.normal(size=(4, 3)).astype("float32") for _ in range(count)]
     out, new = ours(torch.as_tensor(x), [torch.as_tensor(s) for s in states])
     ref_out, ref_new = theirs(x, states)
     _assert_close(_np(out), _knp(keras, ref_out))
@@ -469,7 +471,8 @@ def test_recurrent_input_spec_names_layer():
 
 
 def test_recurrent_regularizer_losses_closed_form():
-    layer = LSTM(3, kernel_regularizer=lamina.regularizers.L2(0.1), recurrent_regularizer=lamina.regularizers.L1(0.2))
+    layer = LSTM(3, kernel_regularizer=lamina.regularizers.L2(0.1),
+                 recurrent_regularizer=lamina.regularizers.L1(0.2))
     layer.build((None, 4, 5))
     kernel, recurrent, _ = layer.get_weights()
     expected = 0.1 * np.square(kernel).sum() + 0.2 * np.abs(recurrent).sum()
@@ -631,4 +634,35 @@ def test_masked_sequential_model_matches_keras_end_to_end(keras):
     ours.set_weights(theirs.get_weights())
     tokens = np.random.default_rng(0).integers(1, 20, size=(5, 7))
     tokens[1, 4:], tokens[2, :3], tokens[3, 2] = 0, 0, 0  # right, left and inner padding
-    np.testing.assert_allclose(ours.predict(tokens, verbose=0), theirs.predict(tokens, verbose=0), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(ours.predict(tokens, verbose=0), theirs.predict(tokens, verbose=0),
+                               rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_recurrent_default_configuration_never_loops(monkeypatch, name):
+    def no_loop(*args, **kwargs):
+        raise AssertionError("the step-by-step loop ran where the fused kernel applies")
+
+    monkeypatch.setattr(RNN, "_loop_pass", no_loop)
+    layer = LAYERS[name](3, dropout=0.2, return_state=True, go_backwards=True)
+    x = torch.randn(4, 6, 5)
+    layer(x)
+    layer(x, mask=torch.as_tensor(ARBITRARY), training=True)
+    Bidirectional(LAYERS[name](3, return_sequences=True))(x, mask=torch.as_tensor(RIGHT_PADDED))
+
+
+def test_encoder_decoder_with_initial_state_trains_and_round_trips():
+    encoder_inputs, decoder_inputs = lamina.Input((5, 3)), lamina.Input((4, 2))
+    _, h, c = LSTM(6, return_state=True)(encoder_inputs)
+    decoded = LSTM(6, return_sequences=True)(decoder_inputs, initial_state=[h, c])
+    model = lamina.Model([encoder_inputs, decoder_inputs], TimeDistributed(Dense(2))(decoded))
+    assert model.output_shape == (None, 4, 2)
+    rng = np.random.default_rng(0)
+    sources, targets = rng.random((16, 5, 3), dtype="float32"), rng.random((16, 4, 2), dtype="float32")
+    model.compile(optimizer=lamina.optimizers.Adam(0.01), loss="mse")
+    losses = model.fit([sources, targets], targets, epochs=4, batch_size=8, verbose=0).history["loss"]
+    assert losses[-1] < losses[0]
+    clone = lamina.Model.from_config(json.loads(json.dumps(model.get_config())))
+    clone.set_weights(model.get_weights())
+    np.testing.assert_array_equal(clone.predict([sources, targets], verbose=0),
+                                  model.predict([sources, targets], verbose=0))
