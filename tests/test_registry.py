@@ -41,6 +41,20 @@ for _name in ("AveragePooling1D", "AveragePooling2D", "AveragePooling3D"):
 _EXAMPLE_ARGS[("layer", "Permute")] = {"dims": (2, 1)}
 _EXAMPLE_ARGS[("layer", "RepeatVector")] = {"n": 2}
 _EXAMPLE_ARGS[("layer", "MultiHeadAttention")] = {"num_heads": 2, "key_dim": 4}
+for _name in ("SimpleRNNCell", "LSTMCell", "GRUCell", "SimpleRNN", "LSTM", "GRU"):
+    _EXAMPLE_ARGS[("layer", _name)] = {"units": 3}
+
+
+def _recurrent_args():
+    from lamina.layers import GRUCell, LSTM, LSTMCell, Dense
+
+    _EXAMPLE_ARGS[("layer", "RNN")] = {"cell": LSTMCell(2)}
+    _EXAMPLE_ARGS[("layer", "StackedRNNCells")] = {"cells": [LSTMCell(2), GRUCell(3)]}
+    _EXAMPLE_ARGS[("layer", "Bidirectional")] = {"layer": LSTM(2)}
+    _EXAMPLE_ARGS[("layer", "TimeDistributed")] = {"layer": Dense(2)}
+
+
+_recurrent_args()
 _SKIP = {("layer", "Sequential"), ("layer", "Functional"), ("layer", "Layer"), ("layer", "Lambda")}
 
 

@@ -25,6 +25,10 @@ from lamina.layers.pooling import (
     GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D, MaxPool1D, MaxPool2D,
     MaxPool3D, MaxPooling1D, MaxPooling2D, MaxPooling3D,
 )
+from lamina.layers.recurrent import (
+    GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell, StackedRNNCells,
+    TimeDistributed,
+)
 from lamina.layers.regularization import (
     ActivityRegularization, AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
     SpatialDropout2D, SpatialDropout3D,
@@ -38,6 +42,8 @@ from lamina.layers.reshaping import (
 __all__ = [
     "Layer", "InputSpec", "Input", "InputLayer",
     "MultiHeadAttention", "Attention", "AdditiveAttention",
+    "SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells", "RNN", "SimpleRNN", "LSTM", "GRU",
+    "Bidirectional", "TimeDistributed",
     "Dense", "Activation", "Dropout", "Flatten", "Reshape",
     "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
     "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D",

@@ -292,7 +292,7 @@ class Functional(Model):
                 result = layer(*args, **kwargs)
                 index = counts.get(layer.name, 0)
                 counts[layer.name] = index + 1
-                outputs[(layer.name, index)] = list(result) if isinstance(result, (list, tuple)) else [result]
+                outputs[(layer.name, index)] = _flat_outputs(result)
                 pending.remove(item)
                 progress = True
             if not progress:
@@ -311,6 +311,12 @@ class Functional(Model):
 
 def _is_input_node(node: Node) -> bool:
     return isinstance(node.layer, InputLayer) and not node.inputs
+
+
+def _flat_outputs(result) -> list:
+    flat: list = []
+    _flatten_values(result, flat)
+    return flat
 
 
 def _flatten_values(structure, out: list) -> None:

@@ -149,9 +149,7 @@ def test_recurrent_fused_gradients_match_loop(name, mask):
     mask = None if MASKS[mask] is None else torch.as_tensor(MASKS[mask])
     fused = LAYERS[name](3, return_sequences=True, return_state=True, bias_initializer="random_normal")
     fused.build(tuple(x.shape))
-    looped = LAYERS[name](3, return_sequences=True, return_state=True, use_cudnn=False) \
-        if name != "SimpleRNN" else SimpleRNN(3, return_sequences=True, return_state=True)
-    looped.use_cudnn = False
+    looped = LAYERS[name](3, return_sequences=True, return_state=True, use_cudnn=False)
     looped.build(tuple(x.shape))
     looped.set_weights(fused.get_weights())
     results = []
