@@ -36,6 +36,7 @@ _SHAPE_SIGNATURES: dict = {}
 def clear_session() -> None:
     """Reset the automatic layer-name counters (``dense``, ``dense_1``, ...), as Keras does.
 
+    >>> from lamina import clear_session
     >>> from lamina.layers import Dense
     >>> clear_session(); Dense(2).name
     'dense'

@@ -215,8 +215,14 @@ class Model(Layer):
         from lamina.training import data, trainer
 
         trainer_ = self._require_trainer()
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError(
+                "train_on_batch received both class_weight and sample_weight; pass one of them "
+                "(fold the class weights into sample_weight if you need both)."
+            )
         device = self._device_for_batch()
         batch = tuple(data.to_tensor(v, device) for v in (x, y, sample_weight))
+        trainer_.reset_metrics()  # each call reports its own batch, as Keras does
         trainer._set_class_weight(trainer_, class_weight, device)
         try:
             logs = self.train_step(batch)

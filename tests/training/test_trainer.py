@@ -234,8 +234,6 @@ def test_train_on_batch_matches_keras(keras):
         _assert_weights_close(keras_model, model)
 
 
-@pytest.mark.xfail(strict=True, reason="Model.train_on_batch (lamina/models/model.py) does not reset "
-                                       "the metrics before its step, as Keras does")
 def test_train_on_batch_reports_only_its_batch_like_keras(keras):
     x, y, _ = _data()
     keras_model, model = _pair(keras, metrics=["accuracy"])
