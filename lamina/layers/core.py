@@ -247,6 +247,8 @@ class Dropout(Layer):
                 self._generator = torch.Generator(device=inputs.device).manual_seed(int(self.seed))
             generator = self._generator
         keep = torch.rand(shape, device=inputs.device, generator=generator) >= self.rate
+        if self.rate >= 1.0:  # everything dropped; 1 / (1 - rate) would turn the zeros into NaN
+            return inputs * keep.to(inputs.dtype)
         return inputs * keep.to(inputs.dtype) / (1.0 - self.rate)
 
     def compute_output_shape(self, input_shape):

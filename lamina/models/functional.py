@@ -165,6 +165,13 @@ class Functional(Model):
         return list(self._flat_outputs)
 
     @property
+    def output_names(self) -> list[str]:
+        """Names of the outputs: the dict keys of dict outputs, else the producing layers' names."""
+        if isinstance(self._output_structure, dict):
+            return list(self._output_structure)
+        return [s.node.layer.name for s in self._flat_outputs]
+
+    @property
     def input_shape(self):
         """Input shape(s) including the batch axis."""
         shapes = [s.shape for s in self._flat_inputs]

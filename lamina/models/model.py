@@ -124,7 +124,7 @@ class Model(Layer):
         """``["loss"]``, plus ``"compile_metrics"`` once metrics are compiled (as Keras 3)."""
         if self._trainer is None:
             return []
-        if self._trainer.metric_identifiers or self._trainer.weighted_metric_identifiers:
+        if _as_list_any(self._trainer.metric_identifiers) or _as_list_any(self._trainer.weighted_metric_identifiers):
             return ["loss", "compile_metrics"]
         return ["loss"]
 
@@ -372,3 +372,11 @@ class Model(Layer):
         from lamina.saving.serialize import deserialize_compile_config
 
         self.compile(**deserialize_compile_config(config_))
+
+
+def _as_list_any(value) -> bool:
+    if isinstance(value, dict):
+        return any(_as_list_any(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(v is not None and (not isinstance(v, (list, tuple)) or _as_list_any(v)) for v in value)
+    return value is not None

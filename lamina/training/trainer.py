@@ -73,16 +73,63 @@ def _resolve_loss(identifier):
     raise TypeError(f"Could not interpret loss {identifier!r}; expected a string, a Loss or a function.")
 
 
+class _Head:
+    """One model output: its name, loss, loss weight, metrics and loss tracker."""
+
+    def __init__(self, name, loss_identifier, weight, metric_ids, weighted_ids):
+        self.name = name
+        self.loss_identifier = loss_identifier
+        self.loss = _resolve_loss(loss_identifier)
+        self.weight = None if weight is None else float(weight)
+        self.metric_ids, self.weighted_ids = list(metric_ids), list(weighted_ids)
+        self.metrics: list = []
+        self.weighted_metrics: list = []
+        self.tracker = metrics_module.Mean(name=f"{name}_loss" if name else "loss")
+
+    def resolve_metrics(self, y, y_pred) -> None:
+        self.metrics = [metrics_module.resolve(m, y, y_pred, self.loss_identifier) for m in self.metric_ids]
+        self.weighted_metrics = [metrics_module.resolve(m, y, y_pred, self.loss_identifier)
+                                 for m in self.weighted_ids]
+
+
+def _per_output(value, names: list[str], what: str):
+    """Spread a compile argument over the outputs: one value for all, a list by position, a dict by name."""
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            raise ValueError(
+                f"compile({what}=...) names outputs {unknown}, but the model's outputs are {names}. "
+                f"Use the output names (the output layers' names or the keys of a dict of outputs)."
+            )
+        return [value.get(n) for n in names]
+    if isinstance(value, (list, tuple)) and what in ("loss", "loss_weights"):
+        if len(value) != len(names):
+            raise ValueError(
+                f"compile({what}=...) has {len(value)} entries, but the model has {len(names)} "
+                f"outputs {names}. Pass one entry per output, or a dict keyed by output name."
+            )
+        return list(value)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (list, tuple)) or v is None for v in value):
+        if len(value) != len(names):
+            raise ValueError(
+                f"compile({what}=...) has {len(value)} lists, but the model has {len(names)} outputs {names}."
+            )
+        return [list(v or []) for v in value]
+    return [value] * len(names)
+
+
 class Trainer:
     """Compile state plus the loops. Created by ``Model.compile``; one per model.
 
     Args:
         model: the ``lamina.Model`` being trained.
         optimizer: an optimizer name or instance.
-        loss: a loss name, function or ``Loss`` (None: only ``add_loss`` losses).
-        metrics: list of metric identifiers, applied without sample weights.
-        weighted_metrics: list of metric identifiers that receive sample weights.
-        loss_weights: a float scaling the loss (single-output models).
+        loss: a loss (name, function or ``Loss``; None: only ``add_loss`` losses), or
+            for several outputs a list (by position) or dict (by output name) of them.
+        metrics: metric identifiers, applied without sample weights; for several outputs
+            a list of lists or a dict keyed by output name.
+        weighted_metrics: metric identifiers that receive sample weights.
+        loss_weights: a float, or a list / dict per output, scaling the losses.
     """
 
     def __init__(self, model, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None,
@@ -90,44 +137,82 @@ class Trainer:
         self.model = model
         self.optimizer = optimizers.get(optimizer)
         self.loss_identifier = loss
-        self.loss = _resolve_loss(loss)
-        if isinstance(loss_weights, (list, tuple)):
-            if len(loss_weights) != 1:
-                raise ValueError(
-                    f"loss_weights has {len(loss_weights)} entries, but this model has one output "
-                    f"and one loss. Pass a single float or a list of one."
-                )
-            loss_weights = loss_weights[0]
-        if isinstance(loss_weights, dict):
-            loss_weights = next(iter(loss_weights.values())) if len(loss_weights) == 1 else None
-        self.loss_weight = None if loss_weights is None else float(loss_weights)
-        self.metric_identifiers = list(_as_list(metrics))
-        self.weighted_metric_identifiers = list(_as_list(weighted_metrics))
+        self.loss_weights = loss_weights
+        self.metric_identifiers = metrics
+        self.weighted_metric_identifiers = weighted_metrics
         self.loss_tracker = metrics_module.Mean(name="loss")
-        self.metrics: list | None = None
-        self.weighted_metrics: list = []
+        self.heads: list[_Head] | None = None
+        self.entries: list[tuple[str, Any]] = [("loss", self.loss_tracker)]
         self.logs: LazyLogs | None = None
         self._built = False
         self._regularized: list = []
         self._constrained = False
         self._class_weight_table: torch.Tensor | None = None
+        if not isinstance(loss, (list, tuple, dict)):
+            _resolve_loss(loss)  # unknown names fail at compile time, as in Keras
 
     # ------------------------------------------------------------------ building
-    def _build_metrics(self, y, y_pred) -> None:
+    def _build_heads(self, y_pred) -> None:
+        if self.heads is not None:
+            return
+        if isinstance(y_pred, torch.Tensor):
+            weight = self.loss_weights
+            if isinstance(weight, (list, tuple, dict)):
+                values = list(weight.values()) if isinstance(weight, dict) else list(weight)
+                if len(values) != 1:
+                    raise ValueError(
+                        f"loss_weights has {len(values)} entries, but this model has one output. "
+                        f"Pass a single float or a list of one."
+                    )
+                weight = values[0]
+            loss = self.loss_identifier
+            if isinstance(loss, (list, tuple)) and len(loss) == 1:
+                loss = loss[0]
+            elif isinstance(loss, dict) and len(loss) == 1:
+                loss = next(iter(loss.values()))
+            self.heads = [_Head(None, loss, weight, _as_list(self.metric_identifiers),
+                                _as_list(self.weighted_metric_identifiers))]
+            return
+        if isinstance(y_pred, dict):
+            names = list(y_pred)
+        else:
+            names = list(getattr(self.model, "output_names", None) or [])
+            if len(names) != len(y_pred):
+                names = [f"output_{i}" for i in range(len(y_pred))]
+        losses = _per_output(self.loss_identifier, names, "loss")
+        weights = _per_output(self.loss_weights, names, "loss_weights")
+        metrics = _per_output(self.metric_identifiers, names, "metrics")
+        weighted = _per_output(self.weighted_metric_identifiers, names, "weighted_metrics")
+        self.heads = [_Head(n, l, w, _as_list(m), _as_list(wm))
+                      for n, l, w, m, wm in zip(names, losses, weights, metrics, weighted)]
+
+    def _build_metrics(self, ys, preds) -> None:
         """Resolve metrics from the first batch's shapes (``"accuracy"`` depends on them).
 
         Called once the first batch's loss has been computed, so a batch the loss
         rejects (e.g. integer labels with categorical_crossentropy) does not leave
         metrics resolved for the wrong targets.
         """
-        if self.metrics is None:
-            self.metrics = [metrics_module.resolve(m, y, y_pred, self.loss_identifier)
-                            for m in self.metric_identifiers]
-            self.weighted_metrics = [metrics_module.resolve(m, y, y_pred, self.loss_identifier)
-                                     for m in self.weighted_metric_identifiers]
-            names = _log_names([m.name for m in self.metrics], [m.name for m in self.weighted_metrics])
-            self.logs = LazyLogs([("loss", self.loss_tracker)]
-                                 + list(zip(names, self.metrics + self.weighted_metrics)))
+        if self.logs is not None:
+            return
+        entries = [("loss", self.loss_tracker)]
+        multi = len(self.heads) > 1
+        if multi:
+            entries += [(h.tracker.name, h.tracker) for h in self.heads if h.loss is not None]
+        # Keras orders evaluate()'s list by the metrics' own (possibly repeated) names,
+        # then puts the remaining log keys in sorted order; keep those names for that.
+        self.order_names = [name for name, _ in entries]
+        for head, y, y_pred in zip(self.heads, ys, preds):
+            if y is None:
+                continue
+            head.resolve_metrics(y, y_pred)
+            names = _log_names([m.name for m in head.metrics], [m.name for m in head.weighted_metrics])
+            prefix = f"{head.name}_" if multi else ""
+            objects = head.metrics + head.weighted_metrics
+            entries += [(prefix + n, m) for n, m in zip(names, objects)]
+            self.order_names += [prefix + m.name for m in objects]
+        self.entries = entries
+        self.logs = LazyLogs(entries)
 
     def _build_optimizer(self) -> None:
         """Give the optimizer the trainable weights; cache regularized and constrained weights."""
@@ -143,27 +228,63 @@ class Trainer:
                     self._regularized.append((reg, layer._tensor(attr), layer._weight_layouts.get(attr)))
         self._constrained = any(l._weight_constraints for l in model._flatten_layers())
 
+    @property
+    def metrics(self) -> list | None:
+        """The compiled metric objects, in log order (None until the first batch)."""
+        return None if self.logs is None else [m for _, m in self.entries[1:]]
+
     def all_metrics(self) -> list:
-        """The loss tracker followed by the compiled metrics (``model.metrics``)."""
-        return [self.loss_tracker] + list(self.metrics or []) + list(self.weighted_metrics)
+        """The loss tracker followed by the per-output loss trackers and compiled metrics."""
+        return [m for _, m in self.entries]
 
     def reset_metrics(self) -> None:
         for metric in self.all_metrics():
             metric.reset_state()
 
     # ------------------------------------------------------------------ steps
+    def _split(self, y, y_pred) -> tuple[list, list]:
+        """Targets and predictions as parallel lists, one entry per output head."""
+        if len(self.heads) == 1 and isinstance(y_pred, torch.Tensor):
+            return [y], [y_pred]
+        names = [h.name for h in self.heads]
+        preds = [y_pred[n] for n in names] if isinstance(y_pred, dict) else list(y_pred)
+        if y is None:
+            return [None] * len(names), preds
+        if isinstance(y, dict):
+            missing = [n for n in names if n not in y and self.heads[names.index(n)].loss is not None]
+            if missing:
+                raise ValueError(
+                    f"The targets dict has keys {sorted(y)}, but outputs {missing} have a loss and no "
+                    f"target. Give targets keyed by the output names {names}."
+                )
+            return [y.get(n) for n in names], preds
+        if isinstance(y, (list, tuple)) and len(y) == len(names):
+            return list(y), preds
+        raise ValueError(
+            f"The model has {len(names)} outputs {names}, so y must be a list of {len(names)} arrays "
+            f"or a dict keyed by output name; received "
+            f"{type(y).__name__}{'' if not isinstance(y, (list, tuple)) else f' of length {len(y)}'}."
+        )
+
     def compute_loss(self, x, y, y_pred, sample_weight=None):
-        """The compiled loss (times ``loss_weights``) plus regularization and ``add_loss`` losses."""
+        """The compiled losses (times ``loss_weights``) plus regularization and ``add_loss`` losses."""
+        self._build_heads(y_pred)
         total = None
-        if self.loss is not None:
-            if y is None:
+        ys, preds = self._split(y, y_pred)
+        self._head_losses = []
+        for head, target, pred in zip(self.heads, ys, preds):
+            if head.loss is None:
+                continue
+            if target is None:
                 raise ValueError(
                     "The model was compiled with a loss, but no targets (y) were given. Pass y to "
                     "fit/evaluate, or yield (x, y) from your dataset."
                 )
-            total = self.loss(y, y_pred, sample_weight)
-            if self.loss_weight is not None:
-                total = total * self.loss_weight
+            value = head.loss(target, pred, sample_weight)
+            self._head_losses.append((head, value))
+            if head.weight is not None:
+                value = value * head.weight
+            total = value if total is None else total + value
         for reg, tensor, perm in self._regularized:
             value = reg(tensor if perm is None else tensor.permute(layer_base._inverse(perm)))
             total = value if total is None else total + value
@@ -181,6 +302,8 @@ class Trainer:
         table = self._class_weight_table
         if table is None or y is None:
             return sample_weight
+        if not isinstance(y, torch.Tensor):
+            raise ValueError("class_weight is only supported for models with a single output, as in Keras.")
         labels = y.argmax(-1) if (y.ndim > 1 and y.shape[-1] > 1) else y.reshape(y.shape[0], -1)[:, 0]
         labels = labels.round().long() if labels.is_floating_point() else labels.long()
         # Classes missing from class_weight weigh 1.0, as in Keras; masking instead of a
@@ -191,12 +314,19 @@ class Trainer:
 
     def update_metrics(self, y, y_pred, sample_weight, loss, batch_size) -> None:
         self.loss_tracker.update_state(loss.detach(), sample_weight=batch_size)
+        if len(self.heads) > 1:
+            for head, value in self._head_losses:
+                head.tracker.update_state(value.detach(), sample_weight=batch_size)
         if y is None:
             return
-        for metric in self.metrics:
-            metric.update_state(y, y_pred)
-        for metric in self.weighted_metrics:
-            metric.update_state(y, y_pred, sample_weight)
+        ys, preds = self._split(y, y_pred)
+        for head, target, pred in zip(self.heads, ys, preds):
+            if target is None:
+                continue
+            for metric in head.metrics:
+                metric.update_state(target, pred)
+            for metric in head.weighted_metrics:
+                metric.update_state(target, pred, sample_weight)
 
     def train_step(self, data):
         x, y, sample_weight = data
@@ -205,7 +335,7 @@ class Trainer:
         self._build_optimizer()
         sample_weight = self._sample_weight(y, sample_weight)
         loss = self.compute_loss(x, y, y_pred, sample_weight)
-        self._build_metrics(y, y_pred)
+        self._build_metrics(*self._split(y, y_pred))
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
@@ -220,7 +350,7 @@ class Trainer:
         self._build_optimizer()  # also collects the regularized weights compute_loss adds
         # class_weight is for training only: as in Keras, validation losses are unweighted.
         loss = self.compute_loss(x, y, y_pred, sample_weight)
-        self._build_metrics(y, y_pred)
+        self._build_metrics(*self._split(y, y_pred))
         self.update_metrics(y, y_pred, sample_weight, loss, data_module.num_samples(x))
         return self.logs
 
@@ -387,8 +517,8 @@ def _log_names(names: list[str], weighted_names: list[str]) -> list[str]:
 
 
 def _flatten_in_order(trainer: Trainer, result: dict):
-    # Keras's order: "loss", then each compiled metric by its own name, then leftover keys sorted.
-    names = ["loss"] + [m.name for m in (trainer.metrics or []) + trainer.weighted_metrics]
+    # Keras's order: "loss", the per-output losses, each output's metrics, then leftovers sorted.
+    names = getattr(trainer, "order_names", ["loss"])
     ordered = [result[n] for n in names if n in result] + [result[k] for k in sorted(result) if k not in names]
     return ordered[0] if len(ordered) == 1 else ordered
 

@@ -446,6 +446,14 @@ def test_dropout_rate_zero_is_identity_in_training():
     torch.testing.assert_close(Dropout(0.0)(x, training=True), x)
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"seed": 1}, {"noise_shape": (None, 1)}])
+def test_dropout_rate_one_gives_zeros_as_keras(keras, kwargs):
+    x = np.ones((2, 3), "float32")
+    expected = keras.ops.convert_to_numpy(keras.layers.Dropout(1.0, **kwargs)(x, training=True))
+    np.testing.assert_array_equal(_np(Dropout(1.0, **kwargs)(x, training=True)), expected)
+    np.testing.assert_array_equal(expected, np.zeros((2, 3)))
+
+
 @pytest.mark.parametrize("rate", [-0.1, 1.5, "a"])
 def test_dropout_rejects_bad_rate(rate):
     with pytest.raises(ValueError, match=r'rate=.*layer "drop"'):

@@ -115,7 +115,8 @@ def test_functional_output_shapes_match_keras(keras, build):
     expected = theirs.output_shape
     expected = [tuple(s) for s in expected] if isinstance(expected, list) else tuple(expected)
     assert ours.output_shape == expected
-    assert ours.input_shape == (theirs.input_shape if isinstance(theirs.input_shape, list) else tuple(theirs.input_shape))
+    expected_in = theirs.input_shape
+    assert ours.input_shape == (expected_in if isinstance(expected_in, list) else tuple(expected_in))
 
 
 def test_functional_dict_inputs_and_outputs_match_keras(keras):

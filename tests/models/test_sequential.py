@@ -84,7 +84,8 @@ def test_sequential_rejects_duplicate_names():
 
 def test_sequential_default_names():
     clear_session()
-    assert [Sequential().name, Sequential().name, Sequential(name="mine").name] == ["sequential", "sequential_1", "mine"]
+    names = [Sequential().name, Sequential().name, Sequential(name="mine").name]
+    assert names == ["sequential", "sequential_1", "mine"]
 
 
 # ---------------------------------------------------------------- input shapes
@@ -213,6 +214,13 @@ def test_sequential_trainable_false_freezes_all():
     model.trainable = False
     assert model.trainable_weights == [] and len(model.non_trainable_weights) == 6
     assert all(not p.requires_grad for p in model.parameters())
+
+
+def test_sequential_frozen_before_build_creates_frozen_weights():
+    model = Sequential([Dense(3), Dense(2)])
+    model.trainable = False
+    model.build((None, 4))
+    assert model.trainable_weights == [] and not any(p.requires_grad for p in model.parameters())
 
 
 def test_sequential_get_layer():

@@ -95,6 +95,26 @@ def _chain_shared(m):
     return m.Model(x, square(square(x)), name="twice")
 
 
+def _multi_output(m):
+    class Split(m.layers.Layer):
+        def call(self, x):
+            return [x * 2, x + 1]
+
+        def compute_output_shape(self, shape):
+            return [shape, shape]
+
+    x = m.Input((3,), name="x")
+    a, b = Split(name="split")(x)
+    return m.Model(x, [m.layers.Dense(1, name="da")(a), m.layers.Dense(1, name="db")(b)], name="multi")
+
+
+def _nested_functional(m):
+    xi = m.Input((4,), name="xi")
+    inner = m.Model(xi, m.layers.Dense(3, name="inner_dense")(xi), name="inner_model")
+    x = m.Input((4,), name="x")
+    return m.Model(x, m.layers.Dense(2, name="top")(inner(x)), name="outer_model")
+
+
 def _subclassed(m, call=True):
     class TwoLayers(m.Model):
         def __init__(self):
@@ -125,11 +145,17 @@ def test_summary_sequential_variants_match_keras(keras, build, line_length):
     assert ours == theirs
 
 
-@pytest.mark.parametrize("build", [_chain, _branches, _shared, _chain_shared],
-                         ids=["chain", "branches", "shared", "chain_shared"])
+@pytest.mark.parametrize("build", [_chain, _branches, _shared, _chain_shared, _multi_output, _nested_functional],
+                         ids=["chain", "branches", "shared", "chain_shared", "multi_output", "nested"])
 @pytest.mark.parametrize("line_length", [90, 108])
 def test_summary_functional_matches_keras(keras, build, line_length):
     ours, theirs = _both(keras, build, line_length=line_length)
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("options", [{"show_trainable": True}, {"expand_nested": True}], ids=["trainable", "expand"])
+def test_summary_functional_options_match_keras(keras, options):
+    ours, theirs = _both(keras, _nested_functional, line_length=120, **options)
     assert ours == theirs
 
 
