@@ -28,6 +28,9 @@ _WEIGHTS_EXTENSIONS = (".weights.safetensors", ".lamina", ".keras")
 _KERAS_EPSILON = 1.001e-5
 _TORCH_EPSILON = 1e-5
 _CAFFE_MEAN = (103.939, 116.779, 123.68)
+# torchvision's kaiming_normal_(mode="fan_out", nonlinearity="relu") for basic-block convolutions.
+_HE_FAN_OUT = {"class_name": "VarianceScaling",
+               "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"}}
 
 
 # ---------------------------------------------------------------------- argument checks
@@ -161,7 +164,7 @@ def _bottleneck_block(x, filters: int, stride: int, conv_shortcut: bool, name: s
 def _basic_block(x, filters: int, stride: int, conv_shortcut: bool, name: str):
     """He et al.'s basic block: (strided) 3x3 -> 3x3, bias-free convs, as torchvision."""
     bn_axis = _bn_axis()
-    conv_args = {"use_bias": False, "kernel_initializer": "he_normal"}
+    conv_args = {"use_bias": False, "kernel_initializer": _HE_FAN_OUT}
     if conv_shortcut:
         shortcut = Conv2D(filters, 1, strides=stride, name=f"{name}_0_conv", **conv_args)(x)
         shortcut = BatchNormalization(axis=bn_axis, epsilon=_TORCH_EPSILON, name=f"{name}_0_bn")(shortcut)
@@ -243,7 +246,7 @@ def _bottleneck_resnet(blocks_per_stage, model_name, include_top, weights, input
 def _basic_resnet(blocks_per_stage, model_name, include_top, weights, input_tensor, input_shape,
                   pooling, classes, classifier_activation, name):
     def body(x):
-        x = _imagenet_stem(x, use_bias=False, epsilon=_TORCH_EPSILON, kernel_initializer="he_normal")
+        x = _imagenet_stem(x, use_bias=False, epsilon=_TORCH_EPSILON, kernel_initializer=_HE_FAN_OUT)
         for stage, (filters, blocks) in enumerate(zip((64, 128, 256, 512), blocks_per_stage)):
             # The first stage keeps 64 channels at stride 1, so it needs no projection.
             x = _stack(x, _basic_block, filters, blocks, 1 if stage == 0 else 2, f"conv{stage + 2}", stage > 0)
@@ -307,7 +310,7 @@ def ResNet101(include_top=True, weights=None, input_tensor=None, input_shape=Non
     Arguments and layer names as ``ResNet50``.
 
     Example:
-    >>> ResNet101(include_top=False, input_shape=(32, 32, 3)).output_shape
+    >>> ResNet101(include_top=False, input_shape=(32, 32, 3)).output_shape  # doctest: +SKIP
     (None, 1, 1, 2048)
     """
     return _bottleneck_resnet((3, 4, 23, 3), "ResNet101", include_top, weights, input_tensor, input_shape,
@@ -321,7 +324,7 @@ def ResNet152(include_top=True, weights=None, input_tensor=None, input_shape=Non
     Arguments and layer names as ``ResNet50``.
 
     Example:
-    >>> ResNet152(include_top=False, input_shape=(32, 32, 3)).output_shape
+    >>> ResNet152(include_top=False, input_shape=(32, 32, 3)).output_shape  # doctest: +SKIP
     (None, 1, 1, 2048)
     """
     return _bottleneck_resnet((3, 8, 36, 3), "ResNet152", include_top, weights, input_tensor, input_shape,
@@ -332,8 +335,9 @@ def ResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None
              classes=1000, classifier_activation="softmax", name="resnet18"):
     """ResNet-18 (He et al., 2015): basic blocks, [2, 2, 2, 2] per stage. Keras has none.
 
-    The layout is torchvision's ``resnet18``: bias-free convolutions initialized with
-    ``he_normal``, BatchNormalization with ``epsilon=1e-5``, the stride on the first
+    The layout is torchvision's ``resnet18``: bias-free convolutions initialized as
+    torchvision does (He normal, fan-out: ``VarianceScaling(2.0, "fan_out",
+    "untruncated_normal")``), BatchNormalization with ``epsilon=1e-5``, the stride on the first
     3x3 convolution of a block, symmetric zero padding, and a 1x1 projection
     shortcut (convolution + BN) where a stage halves the size and doubles the
     channels. With 1000 classes it has 11,689,512 trainable parameters, exactly
@@ -397,7 +401,7 @@ def ResNetCIFAR(depth=20, include_top=True, weights=None, input_tensor=None, inp
     1x1 convolution + BN (the paper's option B); the paper's CIFAR runs used
     zero-padded identity shortcuts (option A), which have no weights, so this
     network has a few more parameters (ResNet-20: 272,474 trainable against the
-    paper's 0.27M). Convolutions are bias-free with ``he_normal`` initialization;
+    paper's 0.27M). Convolutions are bias-free, initialized as in ``ResNet18``;
     BN uses ``epsilon=1e-5``. Layer names: ``conv1_conv``, ``conv1_bn``,
     ``conv1_relu``, then ``conv{2,3,4}_block{b}_...`` as in ``ResNet18``.
 
@@ -427,7 +431,7 @@ def ResNetCIFAR(depth=20, include_top=True, weights=None, input_tensor=None, inp
     blocks = (depth - 2) // 6
 
     def body(x):
-        x = Conv2D(16, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name="conv1_conv")(x)
+        x = Conv2D(16, 3, padding="same", use_bias=False, kernel_initializer=_HE_FAN_OUT, name="conv1_conv")(x)
         x = BatchNormalization(axis=_bn_axis(), epsilon=_TORCH_EPSILON, name="conv1_bn")(x)
         x = Activation("relu", name="conv1_relu")(x)
         for stage, filters in enumerate((16, 32, 64)):

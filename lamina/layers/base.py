@@ -26,8 +26,12 @@ __all__ = ["Layer", "InputSpec", "clear_session", "deprecated_argument"]
 _NAME_UIDS: dict[str, int] = {}
 _CONTEXT = threading.local()
 _CALL_SIGNATURES: dict[type, tuple[bool, bool]] = {}
-# Layers holding losses from add_loss()/activity regularizers since the last top-level call.
+# Layers that added losses (add_loss, activity regularizers) during the current or last
+# top-level call: what the trainer adds to the loss.
 _LOSS_OWNERS: list = []
+# Layers still holding losses from an earlier top-level call of another layer tree: as in
+# Keras, a layer keeps its losses until its own tree is called again.
+_STALE_LOSS_OWNERS: list = []
 # While False (load_model(safe_mode=False)), layers that run arbitrary Python code may load.
 _SAFE_MODE = True
 _SHAPE_SIGNATURES: dict = {}
@@ -399,6 +403,38 @@ class Layer(nn.Module):
             layer.trainable = value
 
     @property
+    def output(self):
+        """The symbolic output of the layer's first call on symbolic inputs (functional API).
+
+        >>> from lamina import Input
+        >>> from lamina.layers import Dense
+        >>> layer = Dense(2)
+        >>> _ = layer(Input((3,)))
+        >>> layer.output.shape
+        (None, 2)
+        """
+        node = self._first_node("output")
+        return node.outputs[0] if len(node.outputs) == 1 else list(node.outputs)
+
+    @property
+    def input(self):
+        """The symbolic input of the layer's first call on symbolic inputs (functional API)."""
+        node = self._first_node("input")
+        if not node.args:  # an InputLayer is its own input
+            return node.outputs[0]
+        inputs = node.inputs
+        return inputs[0] if len(inputs) == 1 else inputs
+
+    def _first_node(self, what: str):
+        if not self._inbound_nodes:
+            raise AttributeError(
+                f'Layer "{self.name}" has never been called on a symbolic input (lamina.Input), '
+                f"so it has no defined {what}. Call it on lamina.Input(...) or build the model "
+                f"from an Input first."
+            )
+        return self._inbound_nodes[0]
+
+    @property
     def dtype(self) -> str:
         """The layer's dtype name (``"float32"`` by default)."""
         return self._dtype
@@ -484,7 +520,10 @@ class Layer(nn.Module):
         >>> layer = Layer(); layer.add_loss(torch.tensor(2.0)); [float(l) for l in layer.losses]
         [2.0]
         """
-        if not self._own_losses:
+        if getattr(_CONTEXT, "shape_inference", False):
+            return  # the zeros call of compute_output_shape records no losses
+        if not any(owner is self for owner in _LOSS_OWNERS):
+            self._own_losses.clear()  # left from an earlier top-level call
             _LOSS_OWNERS.append(self)
         self._own_losses.append(loss)
 
@@ -511,9 +550,20 @@ class Layer(nn.Module):
         return out
 
     def _clear_losses(self) -> None:
-        for layer in _LOSS_OWNERS:
-            layer._own_losses.clear()
+        """Start a top-level call: forget this layer tree's losses, keep other layers'."""
+        holders = _LOSS_OWNERS + _STALE_LOSS_OWNERS
         _LOSS_OWNERS.clear()
+        _STALE_LOSS_OWNERS.clear()
+        if not holders:
+            return
+        mine = {id(layer) for layer in self._flatten_layers()}
+        kept = set()
+        for layer in holders:
+            if id(layer) in mine:
+                layer._own_losses.clear()
+            elif layer._own_losses and id(layer) not in kept:
+                kept.add(id(layer))
+                _STALE_LOSS_OWNERS.append(layer)
 
     def _apply_constraints(self) -> None:
         """Project constrained weights in place (the trainer calls this after each update)."""
@@ -619,7 +669,7 @@ class Layer(nn.Module):
             self._maybe_build(args[0] if args else next(iter(kwargs.values())), args, kwargs)
         if self.input_spec is not None and args and isinstance(args[0], torch.Tensor):
             self.input_spec.check(self, tuple(args[0].shape))
-        if outer is None:
+        if outer is None and not getattr(_CONTEXT, "shape_inference", False):
             self._clear_losses()
         _CONTEXT.training = training
         try:
@@ -658,9 +708,13 @@ class Layer(nn.Module):
         """
         weights = self.weights
         device = weights[0].device if weights else None
-        with torch.no_grad():
-            out = self(_zeros(input_shape, config.torch_dtype(self._dtype), device), training=False)
-        self._clear_losses()
+        previous = getattr(_CONTEXT, "shape_inference", False)
+        _CONTEXT.shape_inference = True
+        try:
+            with torch.no_grad():
+                out = self(_zeros(input_shape, config.torch_dtype(self._dtype), device), training=False)
+        finally:
+            _CONTEXT.shape_inference = previous
         first = input_shape
         while not _is_shape(first):
             first = next(iter(first.values())) if isinstance(first, dict) else first[0]

@@ -8,8 +8,6 @@ model can later replay the graph on real tensors. Running graphs is the job of
 
 from __future__ import annotations
 
-import torch
-
 from lamina import config, registry
 from lamina.layers.base import Layer, _fmt, _is_shape
 
@@ -171,9 +169,9 @@ class InputLayer(Layer):
         self.ragged = bool(ragged)
         self.optional = bool(optional)
         self.built = True
-        self.output = SymbolicTensor(self.batch_shape, self._dtype, Node(self, (), {}, []), 0, self.name)
-        self.output.node.outputs = [self.output]
-        self._inbound_nodes.append(self.output.node)
+        output = SymbolicTensor(self.batch_shape, self._dtype, Node(self, (), {}, []), 0, self.name)
+        output.node.outputs = [output]
+        self._inbound_nodes.append(output.node)
 
     def call(self, inputs):
         return inputs

@@ -41,6 +41,7 @@ class Sequential(Model):
         self._layers = nn.ModuleList()
         self._input_layer: InputLayer | None = None
         self._output_shape = None
+        self._symbolic_output = None
         for layer in layers or []:
             self.add(layer, rebuild=False)
         self._maybe_build_from_known_shape()
@@ -130,16 +131,22 @@ class Sequential(Model):
         if self._input_layer is None:
             self._input_layer = InputLayer(batch_shape=shape)
         self._build_shape = shape
+        # Build by calling each layer on the symbolic input: this builds the layers, checks
+        # their input specs, infers shapes and records the graph, so that `layer.output`
+        # and `Model(model.inputs, model.layers[-2].output)` work as in Keras.
+        x = self._input_layer.output
         for layer in self._layers:
-            if not layer.built:
-                layer._build_shape = shape
-                layer.build(shape)
-                layer.built = True
-            elif layer.input_spec is not None:
-                layer.input_spec.check(layer, shape)
-            shape = tuple(layer.compute_output_shape(shape))
-            layer._output_shape = shape
-        self._output_shape = shape
+            layer._inbound_nodes.clear()
+        for layer in self._layers:
+            x = layer(x)
+            if not getattr(x, "_lamina_symbolic", False):
+                raise ValueError(
+                    f'Layer "{layer.name}" in Sequential model "{self.name}" returns several '
+                    f"tensors; a Sequential model needs layers with a single output each."
+                )
+            layer._output_shape = x.shape
+        self._symbolic_output = x
+        self._output_shape = x.shape
         self.built = True
 
     def call(self, inputs, training=None):
@@ -180,6 +187,12 @@ class Sequential(Model):
     def inputs(self) -> list[SymbolicTensor]:
         """The model's symbolic input, once its shape is known."""
         return [] if self._input_layer is None else [self._input_layer.output]
+
+    @property
+    def outputs(self) -> list[SymbolicTensor]:
+        """The model's symbolic output, once its input shape is known."""
+        output = getattr(self, "_symbolic_output", None)
+        return [] if output is None or not self.built else [output]
 
     def get_config(self) -> dict:
         """Name, trainable, dtype and the layers' configs (input layer first)."""

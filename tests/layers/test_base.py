@@ -58,7 +58,7 @@ def test_layer_auto_names_count_up_and_clear_session_resets():
 
 
 def test_layer_auto_names_match_keras(keras):
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     clear_session()
     BlockK, BlockL = _make_block(keras), _make_block(lamina)
     theirs = [keras.layers.Dense(1).name, keras.layers.Dense(1).name, BlockK().name, BlockK().name,
@@ -382,6 +382,51 @@ def test_layer_losses_from_nested_layers_and_regularizers():
     layer(torch.ones(2, 3))
     values = [float(v.detach()) for v in layer.losses]
     assert values == [6.0, 0.5 * 6]
+
+
+def test_layer_losses_survive_unrelated_top_level_call_as_keras(keras):
+    x = np.ones((2, 3), "float32")
+    ours, other = Dense(2, activity_regularizer="l2"), Dense(2)
+    theirs, their_other = keras.layers.Dense(2, activity_regularizer="l2"), keras.layers.Dense(2)
+    ours(x)
+    theirs(x)
+    other(x)
+    their_other(x)
+    assert len(ours.losses) == len(theirs.losses) == 1
+    ours(x)
+    assert len(ours.losses) == 1
+
+
+def test_layer_losses_of_this_call_are_what_the_trainer_sees():
+    from lamina.layers import base
+
+    first, second = ActivityLoss(), ActivityLoss()
+    first(torch.ones(1, 2))
+    second(torch.full((1, 2), 3.0))
+    assert [float(v) for owner in base._LOSS_OWNERS for v in owner._own_losses] == [6.0]
+    assert [float(v) for v in first.losses] == [2.0]
+
+
+def test_layer_shape_inference_records_no_losses():
+    layer = ActivityLoss()
+    layer(lamina.Input((3,)))
+    assert layer.losses == []
+
+
+def test_layer_lazy_nested_build_keeps_losses_of_the_call():
+    class Outer(Layer):
+        def __init__(self):
+            super().__init__()
+            self.probe = ActivityLoss()
+            # Scale has no compute_output_shape: building the Sequential runs it on zeros.
+            self.rest = lamina.Sequential([Scale(), Dense(1)])
+
+        def call(self, x):
+            return self.rest(self.probe(x))
+
+    layer = Outer()
+    layer(torch.ones(2, 3))
+    assert [float(v) for v in layer.losses] == [6.0]
 
 
 def test_layer_frozen_layer_has_no_regularization_loss(keras):

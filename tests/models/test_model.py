@@ -7,7 +7,7 @@ import torch
 
 import lamina
 from lamina import Input, Model, Sequential
-from lamina.layers import Dense, Dropout, Layer
+from lamina.layers import Dense, Layer
 from lamina.models import Functional
 
 
@@ -102,7 +102,7 @@ def test_model_subclass_layers_in_assignment_order_like_keras(keras):
 
 def test_model_subclass_default_name_like_keras(keras):
     lamina.clear_session()
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     assert _make_model_class(lamina)().name == _make_model_class(keras)().name == "classifier"
 
 

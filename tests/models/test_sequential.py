@@ -308,3 +308,27 @@ def test_sequential_gradients_flow():
     model = Sequential([Input((3,)), Dense(4, activation="relu"), Flatten(), Reshape((2, 2)), Dense(1)])
     model(torch.randn(5, 3)).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_sequential_layer_output_builds_feature_extractor():
+    import numpy as np
+
+    import lamina
+    from lamina.layers import Dense
+
+    model = lamina.Sequential([lamina.Input((4,)), Dense(8, activation="relu"), Dense(3), Dense(1)])
+    features = lamina.Model(model.inputs, model.layers[-2].output)
+    x = np.random.rand(5, 4).astype("float32")
+    expected = model.layers[1](model.layers[0](x)).detach().numpy()
+    assert features.output_shape == (None, 3)
+    np.testing.assert_allclose(features.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
+    assert model.outputs[0].shape == (None, 1)
+
+
+def test_layer_output_before_symbolic_call_raises():
+    import pytest
+
+    from lamina.layers import Dense
+
+    with pytest.raises(AttributeError, match="never been called on a symbolic input"):
+        Dense(2).output

@@ -25,7 +25,7 @@ def _text(model, **kwargs) -> str:
 
 def _both(keras, build, **kwargs):
     """Summaries of ``build(keras)`` and ``build(lamina)`` with fresh name counters."""
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     lamina.clear_session()
     theirs = _text(build(keras), **kwargs)
     ours = _text(build(lamina), **kwargs)

@@ -1,0 +1,1 @@
+"""Small data sets shipped with lamina (no download): ``lamina.datasets.karate``."""
