@@ -8,7 +8,9 @@ ResNetCIFAR is the paper's 6n+2-layer CIFAR network. Nothing is ever downloaded:
 
 from __future__ import annotations
 
+import numbers
 import os
+import sys
 import warnings
 
 import torch
@@ -69,12 +71,13 @@ def _resolve_input_shape(input_shape, default_size: int, min_size: int, include_
             size = (None, None)
         return (*size, 3) if channels_last else (3, *size)
     shape = tuple(input_shape)
-    if len(shape) != 3 or not all(s is None or (isinstance(s, int) and s > 0) for s in shape):
+    if len(shape) != 3 or not all(s is None or (isinstance(s, numbers.Integral) and s > 0) for s in shape):
         raise ValueError(
             f"{model_name} expects input_shape to be a tuple of three positive ints (height, width, "
             f"channels) for channels_last, or (channels, height, width) for channels_first; received "
             f"input_shape={input_shape!r}."
         )
+    shape = tuple(None if s is None else int(s) for s in shape)
     spatial, channels = (shape[:2], shape[2]) if channels_last else (shape[1:], shape[0])
     if any(s is not None and s < min_size for s in spatial):
         raise ValueError(
@@ -86,7 +89,7 @@ def _resolve_input_shape(input_shape, default_size: int, min_size: int, include_
             f"{model_name} usually expects 1 or 3 input channels, but input_shape={input_shape!r} "
             f"has {channels} channels.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=_caller_stacklevel(),
         )
     if include_top and None in shape:
         raise ValueError(
@@ -94,6 +97,14 @@ def _resolve_input_shape(input_shape, default_size: int, min_size: int, include_
             f"input_shape={input_shape!r}. Give every dimension, or pass include_top=False."
         )
     return shape
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside this module."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _check_head(include_top, pooling, classes, model_name: str) -> None:

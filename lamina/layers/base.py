@@ -425,6 +425,12 @@ class Layer(nn.Module):
         inputs = node.inputs
         return inputs[0] if len(inputs) == 1 else inputs
 
+    def __getattr__(self, name: str):
+        # A property that raises AttributeError falls back here; keep its explanation.
+        if name == "output" or name == "input":
+            self._first_node(name)
+        return nn.Module.__getattr__(self, name)
+
     def _first_node(self, what: str):
         if not self._inbound_nodes:
             raise AttributeError(

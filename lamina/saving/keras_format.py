@@ -70,7 +70,8 @@ def save_keras(model, path, include_optimizer=True) -> None:
 
     The zip holds ``metadata.json``, ``config.json`` in Keras's serialization format and
     ``model.weights.h5`` in Keras's HDF5 layout (with the optimizer state under
-    ``optimizer/vars`` when the model is compiled). The file is replaced atomically.
+    ``optimizer/vars`` when the model is compiled; an optimizer not yet used is built first, with
+    zero slots, since Keras builds it on load). The file is replaced atomically.
 
     Args:
         model: a built ``Sequential`` or functional model (or a registered subclass).
@@ -93,10 +94,10 @@ def save_keras(model, path, include_optimizer=True) -> None:
     from lamina.saving.serialize import serialize_model
 
     entry = serialize_model(model)
-    compile_config = entry.pop("compile_config", None) if include_optimizer else None
-    entry.pop("compile_config", None)
-    config = _LaminaToKeras().model(entry)
-    config["compile_config"] = _LaminaToKeras().compile(compile_config) if compile_config else {}
+    compile_config = entry.pop("compile_config", None)
+    translator = _LaminaToKeras()
+    config = translator.layer(entry)
+    config["compile_config"] = translator.compile(compile_config) if include_optimizer and compile_config else {}
     weights = _write_h5(model, include_optimizer)
     metadata = {"keras_version": KERAS_FORMAT_VERSION, "saved_by": "lamina", "lamina_version": _lamina_version(),
                 "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
@@ -871,9 +872,6 @@ def _compile(model, config: dict, custom_objects, path: str) -> None:
 class _LaminaToKeras:
     """Adds Keras's ``module`` / ``registered_name`` / DTypePolicy dicts to lamina configs."""
 
-    def model(self, entry: dict) -> dict:
-        return self.layer(entry)
-
     def layer(self, entry: dict, in_functional: bool = False) -> dict:
         class_name = entry["class_name"]
         module, registered = "keras.layers", None
@@ -922,14 +920,13 @@ class _LaminaToKeras:
         return {"module": module, "class_name": class_name, "config": config, "registered_name": registered}
 
     def compile(self, config: dict) -> dict:
-        out = {
+        return {
             "optimizer": self.value(config.get("optimizer"), "optimizer"),
             "loss": self.value(config.get("loss"), "loss"),
             "loss_weights": config.get("loss_weights"),
             "metrics": self.value(config.get("metrics"), "metric"),
             "weighted_metrics": self.value(config.get("weighted_metrics"), "metric"),
         }
-        return out
 
 
 def _policy(dtype):
