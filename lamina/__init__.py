@@ -8,6 +8,7 @@
 
 from lamina import (
     activations,
+    applications,
     callbacks,
     config,
     constraints,
@@ -29,7 +30,7 @@ from lamina.utils import set_random_seed
 __version__ = "0.1.0"
 
 __all__ = [
-    "Sequential", "Model", "Input", "Layer", "InputSpec", "activations", "callbacks", "config",
+    "Sequential", "Model", "Input", "Layer", "InputSpec", "activations", "applications", "callbacks", "config",
     "constraints", "initializers", "layers", "losses", "metrics", "models", "optimizers",
     "regularizers", "saving", "utils", "clear_session", "set_random_seed", "__version__",
 ]

@@ -77,7 +77,12 @@ def _dtype_name(dtype) -> str:
 def _as_tensor(x, dtype=None, device=None) -> torch.Tensor:
     """A detached tensor: metric updates must never extend the autograd graph."""
     if isinstance(x, torch.Tensor):
-        return x.detach().to(device=device, dtype=dtype)
+        # Per-step path: skip the no-op detach/to calls (a python call each).
+        if x.requires_grad:
+            x = x.detach()
+        if (dtype is not None and x.dtype != dtype) or (device is not None and x.device != device):
+            x = x.to(device=device, dtype=dtype)
+        return x
     return torch.as_tensor(x, dtype=dtype, device=device)
 
 
@@ -351,7 +356,7 @@ class Mean(Metric):
         if isinstance(sample_weight, numbers.Real):
             # Keras averages the batch and weighs it once; done here without building a
             # device tensor from a Python number every step (the loss tracker's case).
-            self.total.add_(values.mean(), alpha=sample_weight)
+            self.total.add_(values if values.ndim == 0 else values.mean(), alpha=sample_weight)
             self.count.add_(sample_weight)
             return
         if sample_weight is not None:
@@ -481,6 +486,12 @@ def binary_accuracy(y_true, y_pred, threshold=0.5):
     return (y_true == (y_pred > threshold).to(y_true.dtype)).to(config.torch_dtype())
 
 
+def _exact_class_ids(y_pred) -> bool:
+    """Whether every class id of ``y_pred``'s last axis is exact in ``y_pred``'s dtype."""
+    limit = {torch.float32: 2**24, torch.float64: 2**53}.get(y_pred.dtype, 0)
+    return y_pred.ndim > 0 and y_pred.shape[-1] <= limit
+
+
 @_function_form
 def categorical_accuracy(y_true, y_pred):
     """Per-sample: 1.0 where the argmax of one-hot ``y_true`` equals the argmax of ``y_pred``.
@@ -489,11 +500,17 @@ def categorical_accuracy(y_true, y_pred):
     [0.0, 1.0]
     """
     y_pred = _as_tensor(y_pred)
-    labels = torch.argmax(_as_tensor(y_true, device=y_pred.device), dim=-1).to(y_pred.dtype)
+    labels = torch.argmax(_as_tensor(y_true, device=y_pred.device), dim=-1)
+    predicted = torch.argmax(y_pred, dim=-1)
+    if not _exact_class_ids(y_pred):
+        # Keras compares the class ids in y_pred's dtype; that rounds large ids in half
+        # precision, so keep the casts there (elsewhere they change nothing).
+        labels = labels.to(y_pred.dtype)
+        predicted = predicted.to(labels.dtype)
     label_shape = labels.shape
     if labels.ndim == y_pred.ndim:
         labels = labels.squeeze(-1)
-    matches = (labels == torch.argmax(y_pred, dim=-1).to(labels.dtype)).to(config.torch_dtype())
+    matches = (labels == predicted).to(config.torch_dtype())
     return matches.reshape(label_shape) if len(label_shape) == y_pred.ndim else matches
 
 

@@ -159,6 +159,9 @@ class Adam(Optimizer):
         self._steps = [
             torch.zeros((), dtype=torch.float32, device=param.device) for param in self._params
         ] if self._fused else []
+        # One device and dtype: call the fused kernel directly, skipping torch.optim's
+        # per-step regrouping of the tensors (tens of microseconds of python per step).
+        self._fused_direct = self._fused and len({(p.device, p.dtype) for p in self._params}) == 1
 
     def _iterations_changed(self):
         for step in self._steps:
@@ -185,6 +188,15 @@ class Adam(Optimizer):
         # torch divides sqrt(v) by sqrt(bias_correction_2) before adding eps; Keras adds
         # epsilon to sqrt(v) itself, so scale eps to make the two updates identical.
         eps = self.epsilon / math.sqrt(bias_correction_2) if bias_correction_2 > 0 else math.inf
+        if self._fused_direct and indices is None:
+            torch._foreach_add_(steps, 1)
+            kernel = torch._fused_adamw_ if weight_decay else torch._fused_adam_
+            kernel(
+                params, grads, self._momentums, self._velocities, self._velocity_hats, steps,
+                amsgrad=self.amsgrad, lr=learning_rate, beta1=self.beta_1, beta2=self.beta_2,
+                weight_decay=weight_decay, eps=eps, maximize=False, grad_scale=None, found_inf=None,
+            )
+            return
         update = _torch_adamw if weight_decay else _torch_adam
         update(
             params, grads, self._select(self._momentums, indices),

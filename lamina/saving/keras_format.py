@@ -32,7 +32,7 @@ from lamina.saving.archive import (
 __all__ = ["save_keras", "load_keras", "save_keras_weights", "load_keras_weights", "is_keras_archive"]
 
 # The Keras release whose file layout this module writes and was checked against.
-KERAS_FORMAT_VERSION = "3.15.1"
+_KERAS_FORMAT_VERSION = "3.15.1"
 _CONFIG, _METADATA, _WEIGHTS, _WEIGHTS_NPZ = "config.json", "metadata.json", "model.weights.h5", "model.weights.npz"
 _ASSETS = "assets/"
 # Config keys whose values are layer configs (Functional/Sequential, wrappers, RNN cells).
@@ -99,7 +99,7 @@ def save_keras(model, path, include_optimizer=True) -> None:
     config = translator.layer(entry)
     config["compile_config"] = translator.compile(compile_config) if include_optimizer and compile_config else {}
     weights = _write_h5(model, include_optimizer)
-    metadata = {"keras_version": KERAS_FORMAT_VERSION, "saved_by": "lamina", "lamina_version": _lamina_version(),
+    metadata = {"keras_version": _KERAS_FORMAT_VERSION, "saved_by": "lamina", "lamina_version": _lamina_version(),
                 "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
     members = [(_METADATA, json.dumps(metadata).encode()), (_CONFIG, json.dumps(config).encode()), (_WEIGHTS, weights)]
     with atomic_writer(path) as file, zipfile.ZipFile(file, "w") as archive:
@@ -305,6 +305,9 @@ def _read_keras_zip(path: str, max_bytes: int) -> dict[str, bytes]:
                 if len(infos) > _MAX_MEMBERS:
                     raise FormatError(f"{path!r} has {len(infos)} members; at most {_MAX_MEMBERS} are read.")
                 names = [info.filename for info in infos]
+                if "model.weights.safetensors" in names and _WEIGHTS not in names:
+                    raise FormatError(f"{path!r} is a lamina archive, not a Keras one: load it with "
+                                      "lamina.saving.load_model.")
                 for info in infos:
                     problem = _member_problem(info, max_bytes)
                     if problem:
@@ -322,9 +325,6 @@ def _read_keras_zip(path: str, max_bytes: int) -> dict[str, bytes]:
                     )
                 missing = [name for name in (_CONFIG, _WEIGHTS) if name not in names]
                 if missing:
-                    if "model.weights.safetensors" in names:
-                        raise FormatError(f"{path!r} is a lamina archive, not a Keras one: load it with "
-                                          "lamina.saving.load_model.")
                     raise FormatError(f"{path!r} lacks {missing}; it is not a Keras 3 archive or it is damaged.")
                 return {info.filename: _read_member(archive, info) for info in wanted}
         except FormatError:
@@ -586,8 +586,8 @@ def _built_optimizer(model):
 
 def _load_optimizer(model, reader: _H5Reader) -> None:
     stored = reader.vars("optimizer")
-    optimizer = _built_optimizer(model)
-    if stored is None or optimizer is None or not hasattr(optimizer, "load_own_variables"):
+    optimizer = _built_optimizer(model) if stored is not None else None
+    if optimizer is None or not hasattr(optimizer, "load_own_variables"):
         return
     try:
         if len(stored) == len(optimizer.variables):
@@ -767,7 +767,11 @@ class _KerasToLamina:
         kind = _kind_for_key(key)
         if kind == "layer":
             return self.layer(value, where)
-        name = self.resolve(kind, class_name, value.get("registered_name")) if kind else class_name
+        registered = value.get("registered_name")
+        if kind:
+            name = self.resolve(kind, class_name, registered)
+        else:  # resolved later by the constructor that takes it (or by compile)
+            name = registered if isinstance(registered, str) and ">" in registered else class_name
         config = inner if inner is not None else {}
         if isinstance(config, dict):
             config = {k: self.value(v, k, where) for k, v in config.items()}
@@ -785,27 +789,9 @@ class _KerasToLamina:
         return name
 
     def compile(self, config: dict) -> dict:
-        """lamina compile arguments from Keras's compile_config; names are resolved by ``compile``."""
-        def plain(value):
-            if isinstance(value, list):
-                return [plain(v) for v in value]
-            if not isinstance(value, dict):
-                return value
-            class_name = value.get("class_name")
-            if not isinstance(class_name, str):
-                return {k: plain(v) for k, v in value.items()}
-            if class_name == "function":
-                return self.function(value, "compile_config")
-            if class_name in _FLOAT_POLICIES:
-                return self.dtype(value, "compile_config")
-            if class_name.startswith("__"):
-                return self.value(value, None, "compile_config")  # refuses __lambda__ and the like
-            registered = value.get("registered_name")
-            name = registered if isinstance(registered, str) and ">" in registered else class_name
-            return {"class_name": name, "config": plain(value.get("config") or {})}
-
-        return {key: plain(config.get(key)) for key in ("optimizer", "loss", "loss_weights", "metrics",
-                                                         "weighted_metrics")}
+        """lamina ``compile`` arguments from Keras's compile_config (``compile`` resolves the names)."""
+        return {key: self.value(config.get(key), None, "compile_config")
+                for key in ("optimizer", "loss", "loss_weights", "metrics", "weighted_metrics")}
 
 
 def _kind_for_key(key: str | None) -> str | None:
