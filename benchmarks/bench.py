@@ -7,12 +7,16 @@ biases, Adam(1e-3, epsilon=1e-7)):
   W3  predict with the W1 model at batch 1024 and 32
   W4  Embedding(10000, 64)-LSTM(64)-Dense(1, sigmoid), sequences of length 100, batch 64
   W5  start-up: `python -c "import lamina"` against `python -c "import torch"`
-Systems, interleaved (A B C A B C ...) and repeated: lamina (eager), the lean hand-written
-loop (pre-made tensors, a shuffled index, slicing, zero_grad(set_to_none=True)), and the same
-loop fed by DataLoader(TensorDataset). Prints a table of medians, min-max and ratios to the
-lean loop, and writes them to benchmarks/results.json.
+Systems, interleaved (A B C A B C ...) and repeated: lamina (eager), lamina-jit
+(compile(jit_compile=True): torch.compile with inductor; its compile time is measured in the
+warm-up and reported apart, as compile_s), the lean hand-written loop (pre-made tensors, a
+shuffled index, slicing, zero_grad(set_to_none=True), logits + F.cross_entropy), lean-kloss
+(the same loop computing Keras's loss from probabilities, as lamina and Keras do: it separates
+the cost of that formula from lamina's own), and the lean loop fed by DataLoader(TensorDataset). Prints a table of medians, min-max and ratios to the lean loop, and
+writes them to benchmarks/results.json. Each epoch is timed with wall-clock time and, because
+the machine may be shared, also with the process's CPU time (cpu_ratio_to_lean).
 
-    python benchmarks/bench.py [--quick] [--repeats N] [--threads N] [--only W1,W3]
+    python benchmarks/bench.py [--quick] [--repeats N] [--threads N] [--only W1,W3] [--no-jit]
 """
 
 from __future__ import annotations
@@ -31,20 +35,35 @@ import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+COMPILE_TIMES: list[float] = []  # compile time of each lamina-jit run of the current workload
+CPU_TIMES: list[float] = []  # CPU seconds of the last timed run (see _timed)
+
+
+class _timed:
+    """Wall-clock seconds of a block; its CPU seconds (this process) go to CPU_TIMES."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.wall
+        CPU_TIMES.append(time.process_time() - self.cpu)
 
 
 # --------------------------------------------------------------------------- models
-def lamina_mlp():
+def lamina_mlp(jit_compile=False):
     import lamina
     from lamina.layers import Dense
 
     model = lamina.Sequential([lamina.Input((784,)), Dense(128, activation="relu"),
                                Dense(128, activation="relu"), Dense(10, activation="softmax")])
-    model.compile(optimizer=lamina.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=lamina.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=jit_compile)
     return model
 
 
-def lamina_convnet():
+def lamina_convnet(jit_compile=False):
     import lamina
     from lamina.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 
@@ -52,17 +71,19 @@ def lamina_convnet():
         lamina.Input((28, 28, 1)), Conv2D(32, 3, activation="relu"), MaxPooling2D(2),
         Conv2D(64, 3, activation="relu"), MaxPooling2D(2), Flatten(), Dropout(0.5),
         Dense(10, activation="softmax")])
-    model.compile(optimizer=lamina.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=lamina.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=jit_compile)
     return model
 
 
-def lamina_lstm():
+def lamina_lstm(jit_compile=False):
     import lamina
     from lamina.layers import LSTM, Dense, Embedding
 
     model = lamina.Sequential([lamina.Input((100,), dtype="int64"), Embedding(10000, 64), LSTM(64),
                                Dense(1, activation="sigmoid")])
-    model.compile(optimizer=lamina.optimizers.Adam(1e-3), loss="binary_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=lamina.optimizers.Adam(1e-3), loss="binary_crossentropy", metrics=["accuracy"],
+                  jit_compile=jit_compile)
     return model
 
 
@@ -115,6 +136,16 @@ def _torch_loss(kind: str, out, y):
     return F.cross_entropy(out, y.argmax(-1))
 
 
+def _keras_loss(kind: str, out, y, eps=1e-7):
+    """The loss as Keras (torch backend) computes it from the output activation's probabilities:
+    sigmoid / softmax, renormalised, clipped to [eps, 1 - eps], then the crossentropy."""
+    if kind == "lstm":
+        return F.binary_cross_entropy(torch.sigmoid(out).clamp(eps, 1 - eps), y)
+    probabilities = torch.softmax(out, -1)
+    probabilities = probabilities / probabilities.sum(-1, keepdim=True)
+    return (-(y * torch.log(probabilities.clamp(eps, 1 - eps))).sum(-1)).mean()
+
+
 # --------------------------------------------------------------------------- data
 def make_data(kind: str, n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
@@ -131,15 +162,17 @@ def make_data(kind: str, n: int, seed: int = 0):
 
 
 # --------------------------------------------------------------------------- systems
-def run_lamina(kind, x, y, batch_size):
-    model = {"mlp": lamina_mlp, "convnet": lamina_convnet, "lstm": lamina_lstm}[kind]()
+def run_lamina(kind, x, y, batch_size, jit_compile=False):
+    model = {"mlp": lamina_mlp, "convnet": lamina_convnet, "lstm": lamina_lstm}[kind](jit_compile)
     model.fit(x[: batch_size * 5], y[: batch_size * 5], batch_size=batch_size, epochs=1, verbose=0)  # warm-up
-    start = time.perf_counter()
-    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
-    return time.perf_counter() - start
+    if jit_compile:
+        COMPILE_TIMES.append(model.compile_time)
+    with _timed() as timer:
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+    return timer.seconds
 
 
-def run_lean(kind, x, y, batch_size):
+def run_lean(kind, x, y, batch_size, loss_fn=_torch_loss):
     model = torch_model(kind)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, fused=True)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -152,7 +185,7 @@ def run_lean(kind, x, y, batch_size):
             index = order[i:i + batch_size]
             xb, yb = xs[index], ys[index]
             out = model(xb)
-            loss = _torch_loss(kind, out, yb)
+            loss = loss_fn(kind, out, yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -160,9 +193,9 @@ def run_lean(kind, x, y, batch_size):
         return float(correct)
 
     epoch(xt[: batch_size * 5], yt[: batch_size * 5])
-    start = time.perf_counter()
-    epoch(xt, yt)
-    return time.perf_counter() - start
+    with _timed() as timer:
+        epoch(xt, yt)
+    return timer.seconds
 
 
 def run_dataloader(kind, x, y, batch_size):
@@ -178,33 +211,38 @@ def run_dataloader(kind, x, y, batch_size):
             optimizer.step()
 
     epoch(torch.utils.data.Subset(data, range(batch_size * 5)))
-    start = time.perf_counter()
-    epoch(data)
-    return time.perf_counter() - start
+    with _timed() as timer:
+        epoch(data)
+    return timer.seconds
 
 
-def run_lamina_predict(kind, x, batch_size):
-    model = lamina_mlp()
+def run_lamina_predict(kind, x, batch_size, jit_compile=False):
+    model = lamina_mlp(jit_compile)
     model.predict(x[: batch_size * 2], batch_size=batch_size, verbose=0)
-    start = time.perf_counter()
-    model.predict(x, batch_size=batch_size, verbose=0)
-    return time.perf_counter() - start
+    if jit_compile:
+        COMPILE_TIMES.append(model.compile_time)
+    with _timed() as timer:
+        model.predict(x, batch_size=batch_size, verbose=0)
+    return timer.seconds
 
 
 def run_lean_predict(kind, x, batch_size):
     model = torch_model("mlp").eval()
     xt = torch.from_numpy(x)
     out = np.empty((x.shape[0], 10), dtype=np.float32)
-    start = time.perf_counter()
-    with torch.inference_mode():
+    with _timed() as timer, torch.inference_mode():
         for i in range(0, x.shape[0], batch_size):
             out[i:i + batch_size] = torch.softmax(model(xt[i:i + batch_size]), -1).numpy()
-    return time.perf_counter() - start
+    return timer.seconds
 
 
 def run_import(module: str) -> float:
     start = time.perf_counter()
+    child_cpu = os.times()
     subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+    after = os.times()
+    CPU_TIMES.append((after.children_user + after.children_system)
+                     - (child_cpu.children_user + child_cpu.children_system))
     return time.perf_counter() - start
 
 
@@ -223,32 +261,54 @@ def workloads(quick: bool):
     }
 
 
-def measure(name, spec, repeats):
+def measure(name, spec, repeats, jit=True):
     mode, kind, size, batch_size = spec
     if mode == "import":
         systems = {"lamina": lambda: run_import("lamina"), "lean": lambda: run_import("torch")}
     elif mode == "predict":
         x, _ = make_data(kind, size)
         systems = {"lamina": lambda: run_lamina_predict(kind, x, batch_size),
+                   "lamina-jit": lambda: run_lamina_predict(kind, x, batch_size, jit_compile=True),
                    "lean": lambda: run_lean_predict(kind, x, batch_size)}
     else:
         x, y = make_data(kind, size)
         systems = {"lamina": lambda: run_lamina(kind, x, y, batch_size),
+                   "lamina-jit": lambda: run_lamina(kind, x, y, batch_size, jit_compile=True),
                    "lean": lambda: run_lean(kind, x, y, batch_size),
+                   "lean-kloss": lambda: run_lean(kind, x, y, batch_size, loss_fn=_keras_loss),
                    "dataloader": lambda: run_dataloader(kind, x, y, batch_size)}
+    if not jit:
+        systems.pop("lamina-jit", None)
+    COMPILE_TIMES.clear()
     times = {system: [] for system in systems}
+    cpu_times = {system: [] for system in systems}
     for _ in range(repeats):  # interleaved: A B C A B C ...
         for system, fn in systems.items():
             torch.manual_seed(0)
             times[system].append(fn())
-    lean = statistics.median(times["lean"])
+            cpu_times[system].append(CPU_TIMES[-1])
+    lean, lean_cpu = statistics.median(times["lean"]), statistics.median(cpu_times["lean"])
     rows = []
     for system, values in times.items():
         median = statistics.median(values)
         rows.append({"workload": name, "system": system, "median_s": median, "min_s": min(values),
                      "max_s": max(values), "ratio_to_lean": median / lean,
+                     "cpu_median_s": statistics.median(cpu_times[system]),
+                     "cpu_ratio_to_lean": statistics.median(cpu_times[system]) / lean_cpu,
+                     "compile_s": statistics.median(COMPILE_TIMES) if system == "lamina-jit" else None,
                      "steps_per_s": (size / batch_size) / median if batch_size else None})
     return rows
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main(argv=None):
@@ -258,28 +318,33 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--only", default="", help="comma-separated workload prefixes, e.g. W1,W3")
     parser.add_argument("--output", default=os.path.join(HERE, "results.json"))
+    parser.add_argument("--no-jit", action="store_true", help="skip the lamina-jit system (torch.compile)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     selected = [p.strip() for p in args.only.split(",") if p.strip()]
     results = []
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {platform.processor() or platform.machine()}, "
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {_cpu_name()}, "
           f"repeats={args.repeats}{' (quick)' if args.quick else ''}")
-    print(f"{'workload':<20} {'system':<11} {'median s':>9} {'min-max s':>17} {'x lean':>7} {'steps/s':>9}")
+    print(f"{'workload':<20} {'system':<11} {'median s':>9} {'min-max s':>17} {'x lean':>7} {'cpu x':>7} "
+          f"{'steps/s':>9} {'compile s':>9}")
     for name, spec in workloads(args.quick).items():
         if selected and not any(name.startswith(p) for p in selected):
             continue
         try:
-            rows = measure(name, spec, args.repeats)
+            rows = measure(name, spec, args.repeats, jit=not args.no_jit)
         except ImportError as error:  # a layer the workload needs is not in this lamina yet
             print(f"{name:<20} skipped: {error}")
             continue
         for row in rows:
             steps = f"{row['steps_per_s']:9.1f}" if row["steps_per_s"] else " " * 9
+            compile_s = f"{row['compile_s']:9.2f}" if row["compile_s"] is not None else ""
             print(f"{row['workload']:<20} {row['system']:<11} {row['median_s']:9.3f} "
-                  f"{row['min_s']:8.3f}-{row['max_s']:<8.3f} {row['ratio_to_lean']:7.3f} {steps}")
+                  f"{row['min_s']:8.3f}-{row['max_s']:<8.3f} {row['ratio_to_lean']:7.3f} "
+                  f"{row['cpu_ratio_to_lean']:7.3f} {steps} {compile_s}", flush=True)
         results.extend(rows)
     meta = {"torch": torch.__version__, "threads": args.threads, "python": platform.python_version(),
-            "machine": platform.machine(), "repeats": args.repeats, "quick": args.quick}
+            "machine": platform.machine(), "processor": _cpu_name(), "cpus": os.cpu_count(),
+            "repeats": args.repeats, "quick": args.quick}
     with open(args.output, "w") as file:
         json.dump({"meta": meta, "results": results}, file, indent=2)
     print(f"wrote {args.output}")

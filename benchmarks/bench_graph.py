@@ -9,6 +9,7 @@ GCN (features -> hidden, relu -> classes). One step = forward + cross-entropy + 
                 (normalized once and cached as CSR by the layer)
   pyg-cached    torch_geometric.nn.GCNConv(cached=True) on edge_index (normalisation cached)
   pyg-default   GCNConv() as constructed by default (gcn_norm recomputed every forward)
+  pyg-csr       GCNConv(cached=True) on a torch CSR adjacency (PyG's sparse-matrix path)
 
 Prints one line per system: median and min-max ms/step, ratio to pyg-cached, the one-time
 set-up cost of the first call, and the peak extra memory of a run in a fresh subprocess
@@ -77,15 +78,23 @@ def lamina_system(nodes: int, features: int, hidden: int, classes: int, device: 
     return model, step
 
 
-def pyg_system(features: int, hidden: int, classes: int, device: torch.device, cached: bool):
+def pyg_system(nodes: int, features: int, hidden: int, classes: int, device: torch.device, variant: str):
     from torch_geometric.nn import GCNConv
+    from torch_geometric.utils import to_torch_csr_tensor
 
+    cached = variant != "pyg-default"
     first = GCNConv(features, hidden, cached=cached).to(device)
     second = GCNConv(hidden, classes, cached=cached).to(device)
     parameters = [*first.parameters(), *second.parameters()]
+    csr = {}
 
     def step(x, y, adjacency, edge_index):
-        logits = second(torch.relu(first(x, edge_index)), edge_index)
+        graph = edge_index
+        if variant == "pyg-csr":  # PyG's sparse-matrix path: a torch CSR adj_t (symmetric here)
+            if "adj_t" not in csr:
+                csr["adj_t"] = to_torch_csr_tensor(edge_index, size=(nodes, nodes))
+            graph = csr["adj_t"]
+        logits = second(torch.relu(first(x, graph)), graph)
         loss = F.cross_entropy(logits, y)
         loss.backward()
         for p in parameters:
@@ -98,7 +107,7 @@ def pyg_system(features: int, hidden: int, classes: int, device: torch.device, c
 def build(name: str, args, device):
     if name == "lamina":
         return lamina_system(args.nodes, args.features, args.hidden, args.classes, device)
-    return pyg_system(args.features, args.hidden, args.classes, device, cached=name == "pyg-cached")
+    return pyg_system(args.nodes, args.features, args.hidden, args.classes, device, name)
 
 
 def sync(device):
@@ -108,7 +117,7 @@ def sync(device):
 
 def check_agreement(args, device, data) -> float:
     """Max |lamina - PyG| on the same weights (forward of the two-layer model)."""
-    (first, second), _ = pyg_system(args.features, args.hidden, args.classes, device, cached=True)
+    (first, second), _ = pyg_system(args.nodes, args.features, args.hidden, args.classes, device, "pyg-cached")
     model, _ = lamina_system(args.nodes, args.features, args.hidden, args.classes, device)
     graph_layers = [layer for layer in model.layers if type(layer).__name__ == "GraphConv"]
     with torch.no_grad():
@@ -167,7 +176,7 @@ def main() -> None:
     device = torch.device(args.device)
     try:
         import torch_geometric
-        systems = ["lamina", "pyg-cached", "pyg-default"]
+        systems = ["lamina", "pyg-cached", "pyg-default", "pyg-csr"]
         pyg_version = torch_geometric.__version__
     except ImportError:
         systems, pyg_version = ["lamina"], "not installed"

@@ -12,6 +12,8 @@ from lamina import (
     callbacks,
     config,
     constraints,
+    datasets,
+    graph,
     initializers,
     layers,
     losses,
@@ -31,6 +33,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Sequential", "Model", "Input", "Layer", "InputSpec", "activations", "applications", "callbacks", "config",
-    "constraints", "initializers", "layers", "losses", "metrics", "models", "optimizers",
+    "constraints", "datasets", "graph", "initializers", "layers", "losses", "metrics", "models", "optimizers",
     "regularizers", "saving", "utils", "clear_session", "set_random_seed", "__version__",
 ]

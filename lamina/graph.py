@@ -2,8 +2,8 @@
 
 Each function accepts dense tensors or NumPy arrays, torch sparse tensors (COO or CSR) and
 scipy.sparse matrices (converted without importing scipy). Sparse input gives a torch sparse
-result of the same layout (COO → COO, CSR → CSR, scipy → COO) and memory in proportion to the
-edges; dense input gives a dense tensor. The layers using them are in
+result of the same layout (COO → COO, CSR → CSR, scipy → COO; a batch of CSR matrices gives
+COO) and memory in proportion to the edges; dense input gives a dense tensor. The layers using them are in
 ``lamina.layers.graph_convolution``.
 """
 
@@ -77,7 +77,8 @@ def _as_operator(value, function: str) -> tuple[torch.Tensor, str]:
 
 
 def _restore_layout(tensor: torch.Tensor, layout: str) -> torch.Tensor:
-    if layout != "csr":
+    # torch converts only 2-D COO to CSR (a batch of CSR matrices needs equal nnz per graph).
+    if layout != "csr" or tensor.ndim != 2:
         return tensor
     with warnings.catch_warnings():
         # torch warns once per process that CSR support is "beta"; the conversion is exact.

@@ -55,6 +55,8 @@ def _recurrent_args():
 
 
 _recurrent_args()
+for _name in ("GraphConv", "ChebConv", "LaplaceBeltramiConv"):
+    _EXAMPLE_ARGS[("layer", _name)] = {"units": 3}
 _SKIP = {("layer", "Sequential"), ("layer", "Functional"), ("layer", "Layer"), ("layer", "Lambda")}
 
 

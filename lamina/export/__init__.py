@@ -60,7 +60,7 @@ def export_model(model, filepath, format=None, input_signature=None, verbose=Non
     >>> from lamina.layers import Dense
     >>> model = Sequential([Input((3,)), Dense(2)])
     >>> path = export_model(model, os.path.join(tempfile.mkdtemp(), "model.pt2"), verbose=False)
-    >>> torch.export.load(path).module()(torch.ones(4, 3))[0].shape
+    >>> torch.export.load(path).module()(torch.ones(4, 3)).shape
     torch.Size([4, 2])
     """
     path = os.fspath(filepath)

@@ -30,12 +30,19 @@ def require(*packages: str, extra: str) -> None:
     ...
     ImportError: This needs the package(s) no_such_package_xyz, which are not installed. Install them with: pip install "lamina[export]"
     """
-    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    missing = [name for name in packages if not _installed(name)]
     if missing:
         raise ImportError(
             f"This needs the package(s) {', '.join(missing)}, which are not installed. "
             f'Install them with: pip install "lamina[{extra}]"'
         )
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a broken or half-imported package counts as missing
+        return False
 
 
 def export_onnx(model, filepath, input_signature=None, verbose=None, opset_version=None, **kwargs) -> str:

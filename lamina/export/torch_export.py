@@ -184,7 +184,7 @@ def _specs_from(structure) -> tuple[list[TensorSpec], Any]:
     def walk(value, key):
         if isinstance(value, dict):
             return {k: walk(v, k) for k, v in value.items()}
-        if isinstance(value, (list, tuple)) and not _is_shape(value):
+        if isinstance(value, (list, tuple)) and not _is_shape(value) and not isinstance(value, TensorSpec):
             return [walk(v, None) for v in value]
         specs.append(_leaf_spec(value, key))
         return len(specs) - 1
@@ -342,14 +342,17 @@ def model_signature(model, input_signature=None) -> ModelSignature:
 
 # ---------------------------------------------------------------------------------- tracing
 class InferenceModule(torch.nn.Module):
-    """``model`` in inference mode behind a flat interface: ``forward(*inputs) -> tuple``.
+    """``model`` in inference mode (``training=False``), as a module to trace.
 
-    Exported programs and ONNX graphs take one tensor per ``signature.inputs`` entry and
-    return one per ``signature.outputs`` entry, whatever structures the model uses.
+    With ``flat=True`` (ONNX, which knows only flat lists) ``forward(*inputs)`` takes one
+    tensor per ``signature.inputs`` entry and returns a tuple with one per
+    ``signature.outputs`` entry. With ``flat=False`` (``.pt2``, as Keras's torch export)
+    ``forward(inputs)`` takes and returns the model's own structures.
 
     Args:
         model: the lamina model.
         signature: its ``ModelSignature``.
+        flat: flat tuples in and out (default True).
 
     Example:
     >>> from lamina import Sequential, Input
@@ -358,23 +361,25 @@ class InferenceModule(torch.nn.Module):
     >>> wrapper = InferenceModule(model, model_signature(model))
     >>> [tuple(t.shape) for t in wrapper(torch.zeros(3, 4))]
     [(3, 2)]
+    >>> InferenceModule(model, model_signature(model), flat=False)(torch.zeros(3, 4)).shape
+    torch.Size([3, 2])
     """
 
-    def __init__(self, model, signature: ModelSignature):
+    def __init__(self, model, signature: ModelSignature, flat: bool = True):
         super().__init__()
         self.model = model
         self.signature = signature
+        self.flat = flat
 
     def forward(self, *inputs):
+        if not self.flat:
+            return self.model(inputs[0], training=False)
         outputs = self.model(self.signature.pack_inputs(list(inputs)), training=False)
         return tuple(self.signature.flatten_outputs(outputs))
 
 
-def _dynamic_shapes(specs: list[TensorSpec]) -> tuple:
-    """One ``{axis: Dim}`` per input; every input shares the batch Dim, the other ``None`` axes get their own.
-
-    Wrapped in a 1-tuple: ``forward(*inputs)`` takes all inputs as its one ``*args`` parameter.
-    """
+def _dynamic_shapes(specs: list[TensorSpec]) -> list:
+    """One ``{axis: Dim}`` per input; every input shares the batch Dim, the other ``None`` axes get their own."""
     batch = torch.export.Dim("batch", min=1)
     shapes = []
     for spec in specs:
@@ -384,7 +389,7 @@ def _dynamic_shapes(specs: list[TensorSpec]) -> tuple:
                 name = re.sub(r"\W", "_", f"{spec.name}_axis{axis}")
                 axes[axis] = batch if axis == 0 else torch.export.Dim(name, min=1)
         shapes.append(axes or None)
-    return (tuple(shapes),)
+    return shapes
 
 
 @contextlib.contextmanager
@@ -397,6 +402,9 @@ def quiet_export():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=r".*not properly registered as a submodule.*")
+        # torch's tracers warn about their own internals (axis naming, while_loop tracing of
+        # recurrent layers); warnings attributed to lamina or user code still come through.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch(\.|$)")
         for logger in loggers:
             logger.setLevel(logging.ERROR)
         try:
@@ -406,12 +414,19 @@ def quiet_export():
                 logger.setLevel(level)
 
 
-def prepare(model, input_signature=None):
-    """The wrapper, sample inputs, dynamic shapes and signature used by every exporter."""
+def prepare(model, input_signature=None, flat: bool = True):
+    """The wrapper, sample arguments, dynamic shapes and signature used by the exporters.
+
+    ``forward(*args)`` receives everything as its one ``*args`` parameter, so the dynamic
+    shapes come wrapped in a 1-tuple, as ``torch.export`` expects.
+    """
     signature = model_signature(model, input_signature)
-    wrapper = InferenceModule(model, signature)
-    sample = tuple(_sample_inputs(signature.inputs, _model_device(model)))
-    return wrapper, sample, _dynamic_shapes(signature.inputs), signature
+    wrapper = InferenceModule(model, signature, flat)
+    sample = _sample_inputs(signature.inputs, _model_device(model))
+    dims = _dynamic_shapes(signature.inputs)
+    if flat:
+        return wrapper, tuple(sample), (tuple(dims),), signature
+    return wrapper, (signature.pack_inputs(sample),), ((signature.pack_inputs(dims),),), signature
 
 
 def _failed(model, format_name: str, error: Exception) -> RuntimeError:
@@ -426,10 +441,11 @@ def _failed(model, format_name: str, error: Exception) -> RuntimeError:
 def export_torch(model, filepath, input_signature=None, verbose=None, **kwargs) -> str:
     """Export ``model`` for inference as a ``torch.export`` program (``.pt2``), batch axis dynamic.
 
-    The file holds ATen-level graph and weights; load it with ``torch.export.load(path)``
-    and run ``.module()(*inputs)`` (one tensor per input, in signature order; a tuple of
-    outputs comes back). lamina is not needed to load it. The model signature is stored
-    in the archive as ``lamina_signature.json``.
+    The file holds an ATen-level graph and the weights; load it with
+    ``torch.export.load(path)`` and call ``.module()`` as you would call the model in
+    inference mode: same input structure (a tensor, a list or a dict of tensors), same
+    output structure, as Keras's ``export(format="torch")``. lamina is not needed to run
+    it. The model signature is stored in the archive as ``lamina_signature.json``.
 
     Args:
         model: a built lamina model.
@@ -449,13 +465,13 @@ def export_torch(model, filepath, input_signature=None, verbose=None, **kwargs) 
     >>> model = Sequential([Input((4,)), Dense(2)])
     >>> path = export_torch(model, os.path.join(tempfile.mkdtemp(), "m.pt2"), verbose=False)
     >>> program = torch.export.load(path)
-    >>> [tuple(t.shape) for t in program.module()(torch.ones(5, 4))]
-    [(5, 2)]
+    >>> program.module()(torch.ones(5, 4)).shape
+    torch.Size([5, 2])
     """
     path = os.fspath(filepath)
     if not path.endswith(".pt2"):
         raise ValueError(f"A torch.export file must end in '.pt2'; received filepath={path!r}.")
-    wrapper, sample, dynamic_shapes, signature = prepare(model, input_signature)
+    wrapper, sample, dynamic_shapes, signature = prepare(model, input_signature, flat=False)
     kwargs.setdefault("strict", False)
     try:
         with inference_mode(wrapper), quiet_export():

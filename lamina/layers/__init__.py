@@ -10,6 +10,7 @@ from lamina.layers.convolution import (
 )
 from lamina.layers.core import Activation, Dense, Dropout, Flatten, Reshape
 from lamina.layers.graph import Input, InputLayer
+from lamina.layers.graph_convolution import ChebConv, GlobalGraphPooling, GraphConv, LaplaceBeltramiConv
 from lamina.layers.merging import (
     Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract,
     add, average, concatenate, dot, maximum, minimum, multiply, subtract,
@@ -41,6 +42,7 @@ from lamina.layers.reshaping import (
 
 __all__ = [
     "Layer", "InputSpec", "Input", "InputLayer",
+    "GraphConv", "ChebConv", "LaplaceBeltramiConv", "GlobalGraphPooling",
     "MultiHeadAttention", "Attention", "AdditiveAttention",
     "SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells", "RNN", "SimpleRNN", "LSTM", "GRU",
     "Bidirectional", "TimeDistributed",

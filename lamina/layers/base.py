@@ -647,20 +647,23 @@ class Layer(nn.Module):
             self.to(device)
 
     def __call__(self, *args, **kwargs):
-        if args and _is_symbolic(args[0]):
-            from lamina.layers.graph import symbolic_call
-
-            return symbolic_call(self, args, kwargs)
+        # The hot path of every forward pass: checks for the common case (a tensor, no
+        # mask, no pending losses) come first and cost a few attribute lookups.
         if args:
             first = args[0]
-            if not isinstance(first, torch.Tensor) and not isinstance(first, (list, tuple, dict)):
-                first = _to_tensor(first)
-                args = (first,) + args[1:]
+            if not isinstance(first, torch.Tensor):
+                if _is_symbolic(first):
+                    from lamina.layers.graph import symbolic_call
+
+                    return symbolic_call(self, args, kwargs)
+                if not isinstance(first, (list, tuple, dict)):
+                    first = _to_tensor(first)
+                    args = (first,) + args[1:]
         training = kwargs.pop("training", None)
         outer = getattr(_CONTEXT, "training", None)
         if training is None:
             training = bool(outer)
-        has_training, has_mask = self._call_flags()
+        has_training, has_mask = _CALL_SIGNATURES.get(type(self)) or self._call_flags()
         if has_training:
             kwargs["training"] = training
         previous_mask = kwargs.get("mask")
@@ -675,8 +678,9 @@ class Layer(nn.Module):
             self._maybe_build(args[0] if args else next(iter(kwargs.values())), args, kwargs)
         if self.input_spec is not None and args and isinstance(args[0], torch.Tensor):
             self.input_spec.check(self, tuple(args[0].shape))
-        if outer is None and not getattr(_CONTEXT, "shape_inference", False):
-            self._clear_losses()
+        if (outer is None and (_LOSS_OWNERS or _STALE_LOSS_OWNERS)
+                and not getattr(_CONTEXT, "shape_inference", False)):
+            self._clear_losses()  # (a no-op while no layer holds losses)
         _CONTEXT.training = training
         try:
             outputs = nn.Module.__call__(self, *args, **kwargs)
@@ -687,7 +691,9 @@ class Layer(nn.Module):
             if outputs.ndim > 0 and outputs.shape[0] > 0:
                 loss = loss / outputs.shape[0]
             self.add_loss(loss)
-        if self._propagates_mask and isinstance(outputs, torch.Tensor) and args:
+        # Without an incoming mask, only an overridden compute_mask can make one.
+        if (args and isinstance(outputs, torch.Tensor) and self._propagates_mask
+                and (previous_mask is not None or type(self).compute_mask is not Layer.compute_mask)):
             mask = self.compute_mask(args[0], previous_mask)
             if mask is not None:
                 outputs._keras_mask = mask

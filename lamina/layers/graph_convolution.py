@@ -49,15 +49,16 @@ class _Propagator:
         self.dense = self.csr = self.transpose = self.batched = None
         if operator.layout == torch.strided:
             self.dense = operator
-        elif operator.ndim == 3:
-            self.batched = operator.coalesce()
-        else:
-            coo = operator.to_sparse_coo().coalesce() if operator.layout != torch.sparse_coo else operator.coalesce()
-            flipped = coo.t().coalesce()
-            self.csr = _to_csr(coo)
-            symmetric = torch.equal(coo.indices(), flipped.indices()) and torch.allclose(
-                coo.values(), flipped.values(), rtol=1e-6, atol=0.0)
-            self.transpose = self.csr if symmetric else _to_csr(flipped)
+            return
+        coo = (operator if operator.layout == torch.sparse_coo else operator.to_sparse_coo()).coalesce()
+        if operator.ndim == 3:
+            self.batched = coo  # torch.bmm takes batched COO (not CSR) operators
+            return
+        flipped = coo.t().coalesce()
+        self.csr = _to_csr(coo)
+        symmetric = torch.equal(coo.indices(), flipped.indices()) and torch.allclose(
+            coo.values(), flipped.values(), rtol=1e-6, atol=0.0)
+        self.transpose = self.csr if symmetric else _to_csr(flipped)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.dense is not None:

@@ -75,9 +75,25 @@ class Model(Layer):
             metrics: list of metrics (names such as ``"accuracy"``, functions or
                 ``lamina.metrics.Metric`` objects), computed without sample weights.
             weighted_metrics: metrics that take ``sample_weight`` / ``class_weight`` into account.
-            run_eagerly, steps_per_execution, auto_scale_loss: accepted for Keras
-                compatibility; lamina always runs eagerly, one step per batch.
-            jit_compile: ``"auto"`` or False. (Compiling the step is not available yet.)
+            run_eagerly: run the steps as plain Python (no ``torch.compile``); with
+                ``jit_compile=True`` it disables compiling, with a warning, as Keras.
+            steps_per_execution: accepted for Keras compatibility; lamina runs one
+                step per batch.
+            jit_compile: True compiles the forward pass and loss of the train, test and
+                predict steps with ``torch.compile`` (the backward pass is compiled with
+                them; the optimizer update stays a fused kernel). The first step runs
+                eagerly to build the model and metrics. If compiling fails, lamina warns
+                with the reason and runs eagerly. ``"auto"`` (default) means False, as in
+                Keras with the torch backend. The time spent compiling is in
+                ``model.compile_time``; inductor caches compiled code on disk
+                (``TORCHINDUCTOR_CACHE_DIR``), so a second run of the same model
+                compiles much faster. ``LAMINA_COMPILE_BACKEND`` (environment variable)
+                picks another ``torch.compile`` backend, e.g. ``"aot_eager"``.
+            auto_scale_loss: under the ``"mixed_float16"`` policy
+                (``lamina.mixed_precision.set_global_policy``), wrap the optimizer in a
+                ``LossScaleOptimizer``. Default True. A mixed policy set before
+                ``compile`` runs the steps under ``torch.autocast`` in its compute dtype,
+                with float32 weights and float32 model outputs.
 
         >>> from lamina import Sequential, Input
         >>> from lamina.layers import Dense
@@ -86,14 +102,22 @@ class Model(Layer):
         >>> type(model.optimizer).__name__
         'Adam'
         """
+        import warnings
+
         from lamina.training.trainer import Trainer
 
-        if jit_compile not in ("auto", False, None):
+        if jit_compile not in ("auto", True, False, None):
             raise ValueError(
-                f"compile(jit_compile={jit_compile!r}) is not supported yet: lamina runs the "
-                f"training step eagerly. Use jit_compile='auto' or False."
+                f"compile(jit_compile={jit_compile!r}) is not supported: use True (torch.compile), "
+                f"False, or 'auto' (eager on the torch backend, as in Keras)."
             )
-        self._trainer = Trainer(self, optimizer, loss, metrics, weighted_metrics, loss_weights)
+        jit_compile = jit_compile is True
+        if jit_compile and run_eagerly:
+            warnings.warn("If `run_eagerly` is True, then `jit_compile` cannot also be True. "
+                          "Disabling `jit_compile`.", stacklevel=2)
+            jit_compile = False
+        self._trainer = Trainer(self, optimizer, loss, metrics, weighted_metrics, loss_weights,
+                                jit_compile=jit_compile, auto_scale_loss=auto_scale_loss)
         self._compile_config = {
             "optimizer": optimizer, "loss": loss, "loss_weights": loss_weights,
             "metrics": metrics, "weighted_metrics": weighted_metrics,
@@ -103,6 +127,16 @@ class Model(Layer):
     def compiled(self) -> bool:
         """Whether ``compile()`` has been called."""
         return self._trainer is not None
+
+    @property
+    def jit_compile(self) -> bool:
+        """Whether the steps run through ``torch.compile`` (``compile(jit_compile=True)``)."""
+        return self._trainer is not None and self._trainer.jit_compile
+
+    @property
+    def compile_time(self) -> float:
+        """Seconds spent in ``torch.compile`` so far (0.0 when running eagerly)."""
+        return 0.0 if self._trainer is None else self._trainer.compile_time
 
     @property
     def optimizer(self):
@@ -149,7 +183,12 @@ class Model(Layer):
         return self._trainer.test_step(data)
 
     def predict_step(self, data):
-        """The model's output for ``data = (x, y, sample_weight)`` (y is ignored)."""
+        """The model's output for ``data = (x, y, sample_weight)`` (y is ignored).
+
+        A compiled model runs it under its mixed precision policy and ``jit_compile``.
+        """
+        if self._trainer is not None:
+            return self._trainer.predict_step(data)
         return self(data[0], training=False)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,

@@ -1,9 +1,10 @@
 """Saving and loading: ``model.save`` / ``load_model`` and weights-only files.
 
-Model files (``.lamina``, and ``.keras`` paths for now) are one zip of
-``config.json``, ``model.weights.safetensors``, ``optimizer.safetensors`` and
-``metadata.json``, written atomically. Loading never unpickles, evaluates or
-imports anything named in the file. Weights-only files are ``.weights.safetensors``.
+``.lamina`` files are one zip of ``config.json``, ``model.weights.safetensors``,
+``optimizer.safetensors`` and ``metadata.json``. ``.keras`` files are Keras 3's own
+format (``lamina.saving.keras_format``), readable by Keras; ``.weights.h5`` are Keras
+weights files and ``.weights.safetensors`` lamina's. Every write is atomic, and
+loading never unpickles, evaluates or imports anything named in the file.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from lamina.saving.archive import (
     write_archive,
     write_weights_file,
 )
+from lamina.saving.keras_format import (
+    is_keras_archive,
+    load_keras,
+    load_keras_weights,
+    save_keras,
+    save_keras_weights,
+)
 from lamina.saving.serialize import (
     deserialize_compile_config,
     deserialize_model,
@@ -29,7 +37,7 @@ from lamina.saving.serialize import (
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "register_serializable", "FormatError"]
 
 _MODEL_EXTENSIONS = (".lamina", ".keras")
-_WEIGHTS_EXTENSIONS = (".weights.safetensors",)
+_WEIGHTS_EXTENSIONS = (".weights.safetensors", ".weights.h5")
 
 
 def _check_path(filepath, extensions, what: str, overwrite: bool) -> str:
@@ -67,7 +75,7 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True) -> None:
 
     Args:
         model: the model.
-        filepath: target path ending in ``.lamina`` (or ``.keras``).
+        filepath: target path ending in ``.lamina``, or ``.keras`` for Keras 3's format.
         overwrite: replace an existing file (default True).
         include_optimizer: also store the optimizer state, to resume training.
 
@@ -81,6 +89,8 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True) -> None:
     [(3, 2), (2,)]
     """
     path = _check_path(filepath, _MODEL_EXTENSIONS, "a model", overwrite)
+    if path.endswith(".keras"):
+        return save_keras(model, path, include_optimizer=include_optimizer)
     config = serialize_model(model)
     extra = {}
     optimizer = model.optimizer if include_optimizer and hasattr(model, "optimizer") else None
@@ -93,7 +103,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Load a model saved by ``model.save``: architecture, weights, compile state, optimizer state.
 
     Args:
-        filepath: a ``.lamina`` (or lamina-written ``.keras``) file.
+        filepath: a ``.lamina`` file, or a ``.keras`` file written by Keras 3 or lamina.
         custom_objects: dict of name -> class/function for custom objects not
             registered with ``register_serializable``.
         compile: re-compile the model with its saved settings (default True).
@@ -103,6 +113,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         FormatError: the file is malformed or hostile; nothing in it was executed.
     """
     path = os.fspath(filepath)
+    if path.endswith(".keras") and is_keras_archive(path):
+        return load_keras(path, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
     config, tensors, _metadata, extra = read_archive(path)
     from lamina.layers import base as layer_base
 
@@ -127,6 +139,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 def save_weights(model, filepath, overwrite=True) -> None:
     """Write the model's weights (Keras order and layouts) to a ``.weights.safetensors`` file."""
     path = _check_path(filepath, _WEIGHTS_EXTENSIONS, "weights", overwrite)
+    if path.endswith(".weights.h5"):
+        return save_keras_weights(model, path)
     write_weights_file(path, _named_weights(model))
 
 
@@ -137,6 +151,8 @@ def load_weights(model, filepath, skip_mismatch=False) -> None:
     (with a warning) instead of raising.
     """
     path = os.fspath(filepath)
+    if path.endswith(".weights.h5") or (path.endswith(".keras") and is_keras_archive(path)):
+        return load_keras_weights(model, path, skip_mismatch=skip_mismatch)
     if path.endswith(_MODEL_EXTENSIONS):
         _, tensors, _, _ = read_archive(path)
     elif path.endswith(_WEIGHTS_EXTENSIONS):

@@ -43,8 +43,10 @@ class _Request:
 class DynamicBatcher:
     """Runs ``predict`` on batches gathered from concurrent requests, on one worker thread.
 
-    Under light load a request waits at most ``max_delay_ms`` for company; under heavy
-    load the queue fills while the worker is busy, so batches grow and so does throughput.
+    Requests that queued while the worker was busy join the next batch at once; when the
+    previous batch held several requests (there is concurrent load), the worker also waits
+    up to ``max_delay_ms`` for more, while a lone client never waits. Under heavy load
+    batches therefore grow, and so does throughput.
     A request larger than ``max_batch_size`` rows runs alone, in chunks of that size. If a
     merged batch fails, its requests are retried one by one, so one bad request cannot
     fail the others.
@@ -52,7 +54,7 @@ class DynamicBatcher:
     Args:
         predict: function ``list[np.ndarray] -> list[np.ndarray]`` (rows first).
         max_batch_size: most rows per model call. Default 64.
-        max_delay_ms: longest wait for more requests once one has arrived. Default 2.0.
+        max_delay_ms: longest wait for more requests, under concurrent load. Default 2.0.
         max_queue_rows: rows allowed to wait; beyond it ``submit`` raises ``Overloaded``.
             Default ``100 * max_batch_size``.
 
@@ -84,6 +86,7 @@ class DynamicBatcher:
         self._queued_rows = 0
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._last_batch_requests = 0
         self._stats = {"requests": 0, "rows": 0, "batches": 0, "batched_rows": 0, "largest_batch": 0,
                        "failed_requests": 0, "rejected_requests": 0}
 
@@ -111,14 +114,15 @@ class DynamicBatcher:
             self._queued_rows += request.rows
             self._stats["requests"] += 1
             self._stats["rows"] += request.rows
-        self._queue.put(request)
+            # Under the lock, so every accepted request is queued before close()'s stop mark.
+            self._queue.put(request)
         return request.future
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the worker after the batch in progress; requests still queued fail."""
+        """Refuse new requests, finish the ones already accepted, then stop the worker."""
         with self._lock:
             self._closed = True
-        self._queue.put(_STOP)
+            self._queue.put(_STOP)
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -133,14 +137,20 @@ class DynamicBatcher:
 
     # ------------------------------------------------------------------ worker
     def _loop(self) -> None:
+        stopping = False
         while True:
-            first = self._deferred.popleft() if self._deferred else self._queue.get()
-            if first is _STOP:
+            if self._deferred:
+                first = self._deferred.popleft()
+            elif stopping:
                 break
+            else:
+                first = self._queue.get()
+            if first is _STOP:
+                stopping = True
+                continue
             batch, stop = self._gather(first)
             self._execute([r for r in batch if r.future.set_running_or_notify_cancel()], batch)
-            if stop:
-                break
+            stopping = stopping or stop
         self._fail_pending()
 
     def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
@@ -153,7 +163,7 @@ class DynamicBatcher:
             else:
                 kept.append(item)
         self._deferred = kept
-        deadline = time.monotonic() + self.max_delay
+        deadline = time.monotonic() + (self.max_delay if self._last_batch_requests > 1 else 0.0)
         while rows < self.max_batch_size:
             remaining = deadline - time.monotonic()
             try:
@@ -172,11 +182,12 @@ class DynamicBatcher:
         return batch, False
 
     def _execute(self, live: list[_Request], taken: list[_Request]) -> None:
+        self._last_batch_requests = len(taken)
         with self._lock:
             self._queued_rows -= sum(r.rows for r in taken)
         if not live:
             return
-        if len(live) > 1 and not self._run(live):
+        if not self._run(live):
             for request in live:  # isolate the request that made the merged batch fail
                 self._run([request])
 

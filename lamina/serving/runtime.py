@@ -117,7 +117,7 @@ class OnnxPredictor(Predictor):
     def __init__(self, path, providers=None, intra_op_num_threads: int = 0):
         from lamina.export.onnx import require
 
-        require("onnxruntime", extra="serve")
+        require("onnxruntime", extra="export")
         import onnxruntime
 
         path = os.fspath(path)
@@ -171,13 +171,12 @@ class TorchExportPredictor(Predictor):
             )
         self.module = program.module()
         self.name = os.path.splitext(os.path.basename(path))[0]
-        self.signature = ModelSignature(signature.inputs, signature.outputs,
-                                        list(range(len(signature.inputs))), list(range(len(signature.outputs))))
+        self.signature = signature
 
     def predict(self, arrays):
         with torch.inference_mode():
-            outputs = self.module(*[torch.as_tensor(a) for a in arrays])
-        return [t.detach().cpu().numpy() for t in outputs]
+            outputs = self.module(self.signature.pack_inputs([torch.as_tensor(a) for a in arrays]))
+        return [t.detach().cpu().numpy() for t in self.signature.flatten_outputs(outputs)]
 
 
 def load_predictor(path, **kwargs) -> Predictor:

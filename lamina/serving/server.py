@@ -6,8 +6,6 @@ in a FastAPI app: ``POST /v1/predict``, ``GET /v1/health``, ``GET /v1/metadata``
 was wrong; ``serve`` runs the app with uvicorn. Needs ``pip install "lamina[serve]"``.
 """
 
-from __future__ import annotations
-
 import asyncio
 import json
 import os

@@ -1,9 +1,10 @@
 """Turns what users pass to fit/evaluate/predict into batches of tensors on the training device.
 
 Arrays, tensors, lists and dicts of them, and pandas objects become tensors once and
-are batched by slicing with a (shuffled) index: no per-sample collation. Python
-generators, ``torch.utils.data.Dataset`` and ``DataLoader`` are iterated and their
-batches converted. This module owns batching; the Trainer owns the loop.
+are batched by slicing with a (shuffled) index: no per-sample collation; one batch
+holding every sample passes them whole, which lets sparse inputs (graph operators, which
+cannot be sliced) through. Python generators, ``torch.utils.data.Dataset`` and
+``DataLoader`` are iterated and their batches converted. This module owns batching; the Trainer owns the loop.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ def to_tensor(value, device: torch.device | None = None):
         return None
     if isinstance(value, dict):
         return {k: to_tensor(v, device) for k, v in value.items()}
+    if _is_scipy_sparse(value):
+        coo = value.tocoo()
+        indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+        data = np.asarray(coo.data)
+        data = data.astype(config.floatx()) if data.dtype.kind == "f" else data
+        value = torch.sparse_coo_tensor(indices, torch.from_numpy(data), tuple(coo.shape),
+                                        check_invariants=False).coalesce()
     if isinstance(value, (list, tuple)) and value and _is_array_like(value[0]) and not np.isscalar(value[0]):
         if isinstance(value[0], (list, tuple)) and value[0] and np.isscalar(value[0][0]):
             raise TypeError(
@@ -73,7 +81,17 @@ def to_tensor(value, device: torch.device | None = None):
 
 
 def _is_array_like(value) -> bool:
-    return isinstance(value, (np.ndarray, torch.Tensor, list, tuple)) or hasattr(value, "to_numpy") or np.isscalar(value)
+    return (isinstance(value, (np.ndarray, torch.Tensor, list, tuple)) or hasattr(value, "to_numpy")
+            or np.isscalar(value) or _is_scipy_sparse(value))
+
+
+def _is_scipy_sparse(value) -> bool:
+    # Duck-typed, so that scipy is never imported here.
+    return type(value).__module__.startswith("scipy.sparse") and hasattr(value, "tocoo")
+
+
+def _is_sparse(tensor) -> bool:
+    return isinstance(tensor, torch.Tensor) and tensor.layout != torch.strided
 
 
 def _flat(structure) -> list:
@@ -102,7 +120,7 @@ def num_samples(structure) -> int:
 
 
 def _is_iterable_source(x) -> bool:
-    if isinstance(x, (np.ndarray, torch.Tensor, list, tuple, dict)) or hasattr(x, "to_numpy"):
+    if isinstance(x, (np.ndarray, torch.Tensor, list, tuple, dict)) or hasattr(x, "to_numpy") or _is_scipy_sparse(x):
         return False
     return isinstance(x, torch.utils.data.Dataset) or hasattr(x, "__next__") or hasattr(x, "__iter__")
 
@@ -155,12 +173,25 @@ class ArrayBatches:
         if steps is not None:
             self.num_batches = min(self.num_batches, int(steps)) if steps > 0 else self.num_batches
         self._device = _flat(x)[0].device
+        sparse = [t for s in (x, y, sample_weight) for t in _flat(s) if _is_sparse(t)]
+        if sparse and self.batch_size < self.size:
+            raise ValueError(
+                f"Received a sparse tensor of shape {tuple(sparse[0].shape)}: sparse inputs (e.g. a "
+                f"graph's adjacency matrix) are passed whole, so one batch must cover all "
+                f"{self.size} samples, but batch_size={self.batch_size}. Pass batch_size={self.size}."
+            )
 
     def __len__(self) -> int:
         return self.num_batches
 
     def __iter__(self) -> Iterator[tuple]:
         size, bs = self.size, self.batch_size
+        if bs >= size and self.num_batches == 1:
+            # One batch holding every sample: pass the tensors whole, unshuffled (the order of
+            # samples within one batch does not change the loss), so sparse tensors and a graph's
+            # node axis (features and adjacency rows must stay aligned) go through unchanged.
+            yield self.x, self.y, self.sample_weight
+            return
         if self.shuffle is True or self.shuffle == "full":
             order = torch.randperm(size, device=self._device)
             for i in range(self.num_batches):
@@ -254,6 +285,11 @@ def split_validation(x, y, sample_weight, validation_split: float):
             f"validation_split must be a float between 0 and 1; received {validation_split!r}."
         )
     size = num_samples(x)
+    if any(_is_sparse(t) for s in (x, y, sample_weight) for t in _flat(s)):
+        raise ValueError(
+            "validation_split cannot split sparse inputs (such as a graph's adjacency matrix). "
+            "Pass validation_data=... instead, or a sample_weight mask for the training nodes."
+        )
     cut = int(math.floor(size * (1.0 - validation_split)))
     if cut == 0 or cut == size:
         raise ValueError(

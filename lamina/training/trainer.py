@@ -4,22 +4,34 @@
 are thin wrappers around it. Batching lives in ``training/data.py``, callbacks in
 ``training/callbacks.py``. The per-step path does no host synchronisation: losses
 and metrics accumulate on the device and are read when a callback asks for them.
+``jit_compile=True`` runs the forward pass and loss through ``torch.compile`` (its
+backward is compiled with it); a mixed precision policy runs them under ``torch.autocast``.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import time
+import types
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from lamina import config, losses as losses_module, metrics as metrics_module, optimizers, registry
+from lamina import config, losses as losses_module, metrics as metrics_module, mixed_precision, optimizers, registry
 from lamina.layers import base as layer_base
 from lamina.training import data as data_module
-from lamina.training.callbacks import CallbackList
+from lamina.training.callbacks import Callback, CallbackList
 
 __all__ = ["Trainer", "LazyLogs"]
+
+_LOGGER = logging.getLogger("lamina")
+# torch.compile backend for jit_compile=True; tests set "eager" or "aot_eager" to stay fast.
+_BACKEND_ENV = "LAMINA_COMPILE_BACKEND"
+_HALF = (torch.float16, torch.bfloat16)
 
 
 class LazyLogs(Mapping):
@@ -130,12 +142,27 @@ class Trainer:
             a list of lists or a dict keyed by output name.
         weighted_metrics: metric identifiers that receive sample weights.
         loss_weights: a float, or a list / dict per output, scaling the losses.
+        jit_compile: run the steps' forward pass and loss through ``torch.compile``
+            (backend from the ``LAMINA_COMPILE_BACKEND`` environment variable, default
+            ``"inductor"``). Default False.
+        auto_scale_loss: under the ``"mixed_float16"`` policy, wrap the optimizer in
+            ``LossScaleOptimizer``. Default True.
     """
 
     def __init__(self, model, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None,
-                 loss_weights=None):
+                 loss_weights=None, jit_compile=False, auto_scale_loss=True):
         self.model = model
         self.optimizer = optimizers.get(optimizer)
+        policy = mixed_precision.global_policy()
+        self.dtype_policy = policy
+        # Compute dtype of torch.autocast for the steps; None runs them in the weights' dtype.
+        self._autocast_dtype = mixed_precision._autocast_dtype(policy)
+        if (auto_scale_loss and policy.name == "mixed_float16" and self.optimizer is not None
+                and not isinstance(self.optimizer, mixed_precision.LossScaleOptimizer)):
+            self.optimizer = mixed_precision.LossScaleOptimizer(self.optimizer, name="loss_scale_optimizer")
+        self.jit_compile = bool(jit_compile)
+        self.compile_time = 0.0  # seconds spent compiling (jit_compile=True), summed over steps
+        self._jit: dict[str, _Jit] = {}
         self.loss_identifier = loss
         self.loss_weights = loss_weights
         self.metric_identifiers = metrics
@@ -314,13 +341,21 @@ class Trainer:
 
     def update_metrics(self, y, y_pred, sample_weight, loss, batch_size) -> None:
         self.loss_tracker.update_state(loss.detach(), sample_weight=batch_size)
-        if len(self.heads) > 1:
+        heads = self.heads
+        if len(heads) > 1:
             for head, value in self._head_losses:
                 head.tracker.update_state(value.detach(), sample_weight=batch_size)
         if y is None:
             return
+        if len(heads) == 1 and isinstance(y_pred, torch.Tensor):
+            head = heads[0]
+            for metric in head.metrics:
+                metric.update_state(y, y_pred)
+            for metric in head.weighted_metrics:
+                metric.update_state(y, y_pred, sample_weight)
+            return
         ys, preds = self._split(y, y_pred)
-        for head, target, pred in zip(self.heads, ys, preds):
+        for head, target, pred in zip(heads, ys, preds):
             if target is None:
                 continue
             for metric in head.metrics:
@@ -328,31 +363,219 @@ class Trainer:
             for metric in head.weighted_metrics:
                 metric.update_state(target, pred, sample_weight)
 
+    def _forward_loss(self, x, y, sample_weight, training: bool):
+        """The model's outputs and the loss: what ``jit_compile=True`` compiles."""
+        if self._autocast_dtype is None:
+            y_pred = self.model(x, training=training)
+        else:
+            with torch.autocast(_device_type(x), dtype=self._autocast_dtype):
+                y_pred = self.model(x, training=training)
+            # Outputs in float32, as Keras recommends for the final softmax under mixed
+            # precision: the loss and metrics never see half-precision probabilities.
+            y_pred = _map_structure(_to_float32, y_pred)
+        if not self._built:
+            self._build_optimizer()
+        return y_pred, self.compute_loss(x, y, y_pred, sample_weight)
+
+    def _backward(self, loss) -> None:
+        optimizer = self.optimizer
+        optimizer.zero_grad()
+        # Keras multiplies the loss by the optimizer's loss scale (loss_scale_factor, or
+        # LossScaleOptimizer's dynamic scale); the optimizer divides the gradients by it.
+        optimizer.scale_loss(loss).backward()
+
+    def _forward_backward(self, x, y, sample_weight):
+        y_pred, loss = self._forward_loss(x, y, sample_weight, True)
+        if self.logs is None:
+            self._build_metrics(*self._split(y, y_pred))
+        self._backward(loss)
+        return y_pred, loss
+
     def train_step(self, data):
         x, y, sample_weight = data
-        model = self.model
-        y_pred = model(x, training=True)
-        self._build_optimizer()
-        sample_weight = self._sample_weight(y, sample_weight)
-        loss = self.compute_loss(x, y, y_pred, sample_weight)
-        self._build_metrics(*self._split(y, y_pred))
-        self.optimizer.zero_grad()
-        loss.backward()
+        if self._class_weight_table is not None:
+            sample_weight = self._sample_weight(y, sample_weight)
+        jit = self._jit_for("train")
+        if jit is None:
+            y_pred, loss = self._forward_backward(x, y, sample_weight)
+        else:
+            y_pred, loss = jit.run_train(self, x, y, sample_weight)
         self.optimizer.step()
         if self._constrained:
-            model._apply_constraints()
-        self.update_metrics(y, y_pred, sample_weight, loss, data_module.num_samples(x))
+            self.model._apply_constraints()
+        self.update_metrics(y, y_pred, sample_weight, loss, _num_samples(x))
         return self.logs
 
     def test_step(self, data):
         x, y, sample_weight = data
-        y_pred = self.model(x, training=False)
-        self._build_optimizer()  # also collects the regularized weights compute_loss adds
         # class_weight is for training only: as in Keras, validation losses are unweighted.
-        loss = self.compute_loss(x, y, y_pred, sample_weight)
-        self._build_metrics(*self._split(y, y_pred))
-        self.update_metrics(y, y_pred, sample_weight, loss, data_module.num_samples(x))
+        jit = self._jit_for("test")
+        if jit is None:
+            y_pred, loss = self._forward_loss(x, y, sample_weight, False)
+        else:
+            y_pred, loss = jit.run(x, y, sample_weight)
+        if self.logs is None:
+            self._build_metrics(*self._split(y, y_pred))
+        self.update_metrics(y, y_pred, sample_weight, loss, _num_samples(x))
         return self.logs
+
+    def predict_step(self, data):
+        """The model's outputs for ``data[0]``, under the compile-time policy and jit setting."""
+        x = data[0]
+        jit = self._jit_for("predict")
+        if jit is not None:
+            return jit.run(x)
+        return self._predict_forward(x)
+
+    def _predict_forward(self, x):
+        if self._autocast_dtype is None:
+            return self.model(x, training=False)
+        with torch.autocast(_device_type(x), dtype=self._autocast_dtype):
+            y_pred = self.model(x, training=False)
+        return _map_structure(_to_float32, y_pred)
+
+    # ------------------------------------------------------------------ jit_compile
+    def _jit_for(self, kind: str):
+        """The compiled step of ``kind``, or None to run eagerly.
+
+        The first step runs eagerly: it builds the model, the loss heads, the metrics
+        and the optimizer, none of which should be traced.
+        """
+        if not self.jit_compile:
+            return None
+        if not self.model.built if kind == "predict" else (self.logs is None or not self._built):
+            return None
+        jit = self._jit.get(kind)
+        if jit is None:
+            fn = {"train": self._train_forward, "test": self._test_forward, "predict": self._predict_forward}[kind]
+            jit = self._jit[kind] = _Jit(fn, self, kind)
+        return None if jit.failed else jit
+
+    # Separate functions (not one closure) so each step has its own torch.compile cache.
+    def _train_forward(self, x, y, sample_weight):
+        return self._forward_loss(x, y, sample_weight, True)
+
+    def _test_forward(self, x, y, sample_weight):
+        return self._forward_loss(x, y, sample_weight, False)
+
+
+def _num_samples(x) -> int:
+    return x.shape[0] if isinstance(x, torch.Tensor) else data_module.num_samples(x)
+
+
+def _device_type(x) -> str:
+    while not isinstance(x, torch.Tensor):
+        x = next(iter(x.values())) if isinstance(x, dict) else x[0]
+    return x.device.type
+
+
+def _to_float32(value):
+    if isinstance(value, torch.Tensor) and value.dtype in _HALF:
+        return value.float()
+    return value
+
+
+def _own_code(method):
+    """``method`` bound to a copy of its function with a code object of its own.
+
+    torch.compile keeps compiled graphs, and its limit of 8 recompilations, per code
+    object: without a copy every model in a process would share (and exhaust) one.
+    """
+    function = method.__func__
+    copy = types.FunctionType(function.__code__.replace(), function.__globals__, function.__name__,
+                              function.__defaults__, function.__closure__)
+    return types.MethodType(copy, method.__self__)
+
+
+def _compile_counter() -> int:
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+class _Jit:
+    """One step function compiled with ``torch.compile``, with Keras-style fallback.
+
+    If compiling or running the compiled function fails, it warns with the reason
+    and the trainer runs that step (and all later ones) eagerly. The wall time of
+    calls that compiled a graph is added to ``Trainer.compile_time`` and logged.
+    Inductor caches what it compiles on disk (``TORCHINDUCTOR_CACHE_DIR``), so a
+    second process compiling the same model skips code generation.
+    """
+
+    def __init__(self, fn, trainer: Trainer, kind: str):
+        self.eager = fn
+        self.trainer = trainer
+        self.kind = kind
+        self.failed = False
+        self.backend = os.environ.get(_BACKEND_ENV) or "inductor"
+        self._marked = False
+        began = time.perf_counter()  # the first torch.compile call also imports dynamo/inductor
+        try:
+            self.compiled = torch.compile(_own_code(fn), backend=self.backend)
+        except Exception as error:  # noqa: BLE001 - e.g. an unknown backend name
+            self._fail(error)
+        trainer.compile_time += time.perf_counter() - began
+
+    def _begin(self, args):
+        if not self._marked:
+            # The batch axis is dynamic from the first compile, so the last, smaller batch
+            # of an epoch reuses the graph instead of compiling another.
+            self._marked = True
+            for value in data_module._flat(list(args)):
+                if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] > 1:
+                    torch._dynamo.maybe_mark_dynamic(value, 0)
+        return _compile_counter(), time.perf_counter()
+
+    def _end(self, start) -> None:
+        count, began = start
+        if _compile_counter() != count:
+            elapsed = time.perf_counter() - began
+            self.trainer.compile_time += elapsed
+            _LOGGER.info("lamina: compiled the %s step with torch.compile (backend=%r) in %.2f s",
+                         self.kind, self.backend, elapsed)
+
+    def _fail(self, error) -> None:
+        self.failed = True
+        reason = " ".join(str(error).split("Set TORCHDYNAMO_VERBOSE")[0].split())
+        if len(reason) > 600:
+            reason = reason[:600] + " ..."
+        warnings.warn(
+            f"jit_compile=True: could not compile the {self.kind} step of model "
+            f"{self.trainer.model.name!r} with torch.compile (backend={self.backend!r}); "
+            f"running it eagerly instead. Reason: {type(error).__name__}: {reason}",
+            UserWarning, stacklevel=4)
+
+    def run(self, *args):
+        start = self._begin(args)
+        try:
+            result = self.compiled(*args)
+        except Exception as error:  # noqa: BLE001 - any compile failure falls back, as promised
+            self._fail(error)
+            return self.eager(*args)
+        self._end(start)
+        return result
+
+    def run_train(self, trainer: Trainer, x, y, sample_weight):
+        """Compiled forward and loss, then the backward pass (compiled by AOTAutograd)."""
+        start = self._begin((x, y, sample_weight))
+        try:
+            y_pred, loss = self.compiled(x, y, sample_weight)
+            trainer._backward(loss)
+        except Exception as error:  # noqa: BLE001
+            self._fail(error)
+            return trainer._forward_backward(x, y, sample_weight)
+        self._end(start)
+        return y_pred, loss
+
+
+def _batch_hook(callback_list, name: str):
+    """``callback_list.<name>``, or None when no callback overrides it (one call less per batch)."""
+    base = getattr(Callback, name)
+    for callback in callback_list.callbacks:
+        if getattr(getattr(callback, name), "__func__", None) is not base:
+            return getattr(callback_list, name)
+    return None
 
 
 def _as_list(value):
@@ -437,16 +660,21 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
                                  verbose=verbose, epochs=epochs, steps=train.num_batches)
     model.stop_training = False
     callback_list.on_train_begin()
+    batch_begin = _batch_hook(callback_list, "on_train_batch_begin")
+    batch_end = _batch_hook(callback_list, "on_train_batch_end")
     epoch_logs: dict = {}
     for epoch in range(initial_epoch, epochs):
         trainer.reset_metrics()
         callback_list.on_epoch_begin(epoch)
         model.train()  # torch modules inside custom layers (nn.Dropout...) follow the mode, as in Keras
         logs = None
+        train_step = model.train_step
         for step, batch in enumerate(train):
-            callback_list.on_train_batch_begin(step)
-            logs = model.train_step(batch)
-            callback_list.on_train_batch_end(step, logs)
+            if batch_begin is not None:
+                batch_begin(step)
+            logs = train_step(batch)
+            if batch_end is not None:
+                batch_end(step, logs)
             if model.stop_training:
                 break
         if logs is None:
@@ -485,11 +713,16 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
     model.eval()
     callback_list.on_test_begin()
     logs = None
+    batch_begin = _batch_hook(callback_list, "on_test_batch_begin")
+    batch_end = _batch_hook(callback_list, "on_test_batch_end")
+    test_step = model.test_step
     with torch.no_grad():
         for step, batch in enumerate(batches):
-            callback_list.on_test_batch_begin(step)
-            logs = model.test_step(batch)
-            callback_list.on_test_batch_end(step, logs)
+            if batch_begin is not None:
+                batch_begin(step)
+            logs = test_step(batch)
+            if batch_end is not None:
+                batch_end(step, logs)
     if logs is None:
         raise ValueError("evaluate received no data: the input produced zero batches.")
     result = _logs_floats(logs)
@@ -536,21 +769,33 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
     total = getattr(batches, "size", None)
     if steps is not None and total is not None:
         total = min(total, int(steps) * batches.batch_size)
+    # Known size: the result is allocated once and filled batch by batch, so memory
+    # holds the outputs plus one batch. Unknown size (generators): batches are kept.
     outputs, chunks, offset = None, [], 0
+    batch_begin = _batch_hook(callback_list, "on_predict_batch_begin")
+    batch_end = _batch_hook(callback_list, "on_predict_batch_end")
+    predict_step = model.predict_step
     with torch.inference_mode():
         for step, batch in enumerate(batches):
-            callback_list.on_predict_batch_begin(step)
-            y_pred = model.predict_step(batch)
-            arrays = _to_numpy_structure(y_pred)
-            if total is None:
-                chunks.append(arrays)
-            else:
-                if outputs is None:
-                    outputs = _map_structure(lambda a: np.empty((total,) + a.shape[1:], dtype=a.dtype), arrays)
-                n = _first(arrays).shape[0]
-                _fill(outputs, arrays, offset, n)
+            if batch_begin is not None:
+                batch_begin(step)
+            y_pred = predict_step(batch)
+            if isinstance(y_pred, torch.Tensor) and outputs is not None:
+                n = y_pred.shape[0]
+                outputs[offset:offset + n] = y_pred.detach().cpu().numpy()
                 offset += n
-            callback_list.on_predict_batch_end(step, {"outputs": y_pred})
+            else:
+                arrays = _to_numpy_structure(y_pred)
+                if total is None:
+                    chunks.append(arrays)
+                else:
+                    if outputs is None:
+                        outputs = _map_structure(lambda a: np.empty((total,) + a.shape[1:], dtype=a.dtype), arrays)
+                    n = _first(arrays).shape[0]
+                    _fill(outputs, arrays, offset, n)
+                    offset += n
+            if batch_end is not None:
+                batch_end(step, {"outputs": y_pred})
     callback_list.on_predict_end()
     if total is None:
         if not chunks:

@@ -107,7 +107,8 @@ def test_graph_conv_normalize_false_uses_operator_as_given():
     np.testing.assert_allclose(out.detach().numpy(), _adjacency() @ x @ kernel + bias, atol=1e-5)
 
 
-@pytest.mark.parametrize("operator", ["shared_dense", "shared_sparse", "batched_dense", "batched_sparse"])
+@pytest.mark.parametrize("operator", ["shared_dense", "shared_sparse", "batched_dense", "batched_sparse",
+                                      "batched_csr"])
 def test_graph_conv_batch_mode_matches_single_mode(operator):
     x = torch.as_tensor(_features(3, N, F))
     a = torch.as_tensor(_adjacency())
@@ -115,7 +116,7 @@ def test_graph_conv_batch_mode_matches_single_mode(operator):
     single = torch.stack([layer([x[b], a]) for b in range(3)])
     stacked = a.expand(3, N, N).contiguous()
     op = {"shared_dense": a, "shared_sparse": a.to_sparse(), "batched_dense": stacked,
-          "batched_sparse": stacked.to_sparse()}[operator]
+          "batched_sparse": stacked.to_sparse(), "batched_csr": _csr(stacked)}[operator]
     torch.testing.assert_close(layer([x, op]), single, atol=1e-5, rtol=1e-5)
 
 
@@ -457,6 +458,9 @@ def test_graph_conv_trains_in_fit_with_sparse_operator(form):
     history = model.fit([x, a], y, sample_weight=mask, batch_size=N, shuffle=False, epochs=5, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert model.predict([x, a], batch_size=N, verbose=0).shape == (N, 2)
+    loss = model.evaluate([x, a], y, sample_weight=mask, batch_size=N, verbose=0)
+    np.testing.assert_allclose(loss, model.evaluate([x, _adjacency()], y, sample_weight=mask, batch_size=N,
+                                                    verbose=0), rtol=1e-5)
 
 
 def test_graph_classification_trains_in_fit_batch_mode():
@@ -473,3 +477,16 @@ def test_graph_classification_trains_in_fit_batch_mode():
     history = model.fit([x, a], y, batch_size=4, epochs=3, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert model.predict([x, a], verbose=0).shape == (8, 2)
+
+
+def test_graph_model_save_and_load_round_trip(tmp_path):
+    x_in = lamina.Input((F,))
+    a_in = lamina.Input((N,), sparse=True)
+    h = GraphConv(4, activation="relu")([x_in, a_in])
+    out = ChebConv(2, K=3)([h, a_in])
+    model = lamina.Model([x_in, a_in], out)
+    path = str(tmp_path / "graph.lamina")
+    lamina.saving.save_model(model, path)
+    restored = lamina.saving.load_model(path)
+    inputs = [torch.as_tensor(_features(N, F)), torch.as_tensor(_adjacency()).to_sparse()]
+    torch.testing.assert_close(restored(inputs), model(inputs))

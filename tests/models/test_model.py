@@ -199,10 +199,11 @@ def test_model_compile_sets_optimizer_and_loss():
     assert model.metrics_names == ["loss", "compile_metrics"]
 
 
-def test_model_compile_rejects_jit_compile_true():
+def test_model_compile_rejects_unknown_jit_compile_values():
+    # jit_compile=True is supported (tests/training/test_jit_compile.py); other values are not.
     model = Sequential([Input((4,)), Dense(2)])
     with pytest.raises(ValueError, match="jit_compile"):
-        model.compile(optimizer="sgd", loss="mse", jit_compile=True)
+        model.compile(optimizer="sgd", loss="mse", jit_compile="xla")
 
 
 def test_model_subclass_fit_reduces_loss():

@@ -735,3 +735,30 @@ def test_sync_guard_catches_a_sync(no_sync_in_batches):
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
     with pytest.raises(AssertionError, match="synchronised"):
         model.fit(x, y, epochs=1, verbose=0)
+
+
+def test_predict_keeps_only_the_result_and_one_batch():
+    """predict fills a preallocated array: earlier batch outputs are freed as it goes."""
+    import tracemalloc
+    import weakref
+
+    x = np.random.RandomState(0).randn(4096, 4).astype("float32")
+    model = lamina.Sequential([lamina.Input((4,)), Dense(64), Dense(32)])
+    alive_behind = []
+    refs = []
+
+    def on_batch_end(batch, logs):
+        refs.append(weakref.ref(logs["outputs"]))
+        alive_behind.append(sum(ref() is not None for ref in refs[:-2]))
+
+    watch = LambdaCallback(on_predict_batch_end=on_batch_end)
+    model.predict(x[:64], batch_size=64, verbose=0)  # builds before measuring
+    tracemalloc.start()
+    try:
+        result = model.predict(x, batch_size=64, verbose=0, callbacks=[watch])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(refs) == 4096 // 64 and max(alive_behind) == 0
+    assert peak < result.nbytes + 256 * 1024  # the result plus a bounded working set
+    np.testing.assert_allclose(result[-64:], model.predict_on_batch(x[-64:]), rtol=1e-6)

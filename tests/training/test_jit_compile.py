@@ -1,0 +1,122 @@
+"""Tests for ``compile(jit_compile=True)``: torch.compile of the steps, with eager fallback.
+
+The backend comes from ``LAMINA_COMPILE_BACKEND``; these tests use ``"aot_eager"`` (traces
+forward and backward like inductor, without generating code) so they stay fast.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+import lamina
+from lamina.layers import Dense
+
+
+@pytest.fixture
+def aot_eager(monkeypatch):
+    monkeypatch.setenv("LAMINA_COMPILE_BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def _data(n=40, features=5, classes=3):
+    rng = np.random.RandomState(0)
+    x = rng.randn(n, features).astype("float32")
+    return x, np.eye(classes, dtype="float32")[rng.randint(0, classes, n)]
+
+
+def _model(jit_compile, weights=None, **compile_kwargs):
+    lamina.clear_session()
+    model = lamina.Sequential([lamina.Input((5,)), Dense(8, activation="relu"), Dense(3, activation="softmax")])
+    if weights is not None:
+        model.set_weights(weights)
+    model.compile(optimizer=lamina.optimizers.Adam(0.01), loss="categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=jit_compile, **compile_kwargs)
+    return model
+
+
+def _pair(**compile_kwargs):
+    eager = _model(False, **compile_kwargs)
+    jit = _model(True, eager.get_weights(), **compile_kwargs)
+    return eager, jit
+
+
+def test_jit_compile_fit_matches_eager(aot_eager):
+    x, y = _data()
+    eager, jit = _pair()
+    # 40 samples in batches of 16: the last batch is smaller and reuses the dynamic graph.
+    eager_history = eager.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0).history
+    jit_history = jit.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0).history
+    assert jit.jit_compile and not eager.jit_compile
+    np.testing.assert_allclose(jit_history["loss"], eager_history["loss"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jit_history["accuracy"], eager_history["accuracy"], atol=1e-6)
+    for a, b in zip(jit.get_weights(), eager.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_jit_compile_evaluate_and_predict_match_eager(aot_eager):
+    x, y = _data()
+    eager, jit = _pair()
+    np.testing.assert_allclose(jit.evaluate(x, y, batch_size=16, verbose=0),
+                               eager.evaluate(x, y, batch_size=16, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jit.predict(x, batch_size=16, verbose=0),
+                               eager.predict(x, batch_size=16, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_jit_compile_records_compile_time(aot_eager):
+    x, y = _data()
+    eager, jit = _pair()
+    eager.fit(x, y, batch_size=16, verbose=0)
+    jit.fit(x, y, batch_size=16, verbose=0)
+    assert eager.compile_time == 0.0
+    assert jit.compile_time > 0.0
+    first = jit.compile_time
+    jit.fit(x, y, batch_size=16, verbose=0)  # same shapes: nothing new to compile
+    assert jit.compile_time == pytest.approx(first, abs=0.05)
+
+
+def test_jit_compile_falls_back_with_warning_when_backend_fails(monkeypatch):
+    def failing_backend(graph_module, example_inputs):
+        raise RuntimeError("this backend cannot compile anything")
+
+    torch._dynamo.reset()
+    torch._dynamo.register_backend(name="lamina_test_failing", compiler_fn=failing_backend)
+    monkeypatch.setenv("LAMINA_COMPILE_BACKEND", "lamina_test_failing")
+    x, y = _data()
+    eager, jit = _pair()
+    eager_history = eager.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
+    with pytest.warns(UserWarning, match="could not compile the train step.*cannot compile anything"):
+        jit_history = jit.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(jit_history["loss"], eager_history["loss"], rtol=1e-6)
+    for a, b in zip(jit.get_weights(), eager.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    torch._dynamo.reset()
+
+
+def test_jit_compile_falls_back_with_warning_for_unknown_backend(monkeypatch):
+    monkeypatch.setenv("LAMINA_COMPILE_BACKEND", "no_such_backend")
+    x, y = _data()
+    model = _model(True)
+    with pytest.warns(UserWarning, match="running it eagerly instead"):
+        history = model.fit(x, y, batch_size=16, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+
+
+@pytest.mark.parametrize("value, expected", [("auto", False), (False, False), (None, False), (True, True)])
+def test_jit_compile_auto_means_eager(value, expected):
+    model = _model(value)
+    assert model.jit_compile is expected
+
+
+def test_jit_compile_with_run_eagerly_warns_and_runs_eagerly():
+    model = lamina.Sequential([lamina.Input((5,)), Dense(3)])
+    with pytest.warns(UserWarning, match="run_eagerly"):
+        model.compile(optimizer="sgd", loss="mse", jit_compile=True, run_eagerly=True)
+    assert model.jit_compile is False
+
+
+def test_jit_compile_rejects_other_values():
+    model = lamina.Sequential([lamina.Input((5,)), Dense(3)])
+    with pytest.raises(ValueError, match="jit_compile='yes'"):
+        model.compile(optimizer="sgd", loss="mse", jit_compile="yes")
