@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from lamina.export.torch_export import _failed, inference_mode, prepare, quiet_export
+from lamina.export.torch_export import _failed, _prepare, _quiet_export, inference_mode
 
 __all__ = ["export_onnx", "require"]
 
@@ -79,11 +79,11 @@ def export_onnx(model, filepath, input_signature=None, verbose=None, opset_versi
     """
     require("onnx", "onnxscript", extra="export")
     path = os.fspath(filepath)
-    wrapper, sample, dynamic_shapes, signature = prepare(model, input_signature)
+    wrapper, sample, dynamic_shapes, signature = _prepare(model, input_signature)
     weight_bytes = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
     kwargs.setdefault("external_data", weight_bytes > _SINGLE_FILE_LIMIT)
     try:
-        with inference_mode(wrapper), quiet_export():
+        with inference_mode(wrapper), _quiet_export():
             torch.onnx.export(
                 wrapper, sample, path, dynamo=True, verbose=False, opset_version=opset_version,
                 input_names=[s.name for s in signature.inputs],

@@ -393,7 +393,7 @@ def _dynamic_shapes(specs: list[TensorSpec]) -> list:
 
 
 @contextlib.contextmanager
-def quiet_export():
+def _quiet_export():
     """Silence torch's own deprecation chatter and logging while exporting (not lamina's errors)."""
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export",
                                                      "torch.fx.experimental.symbolic_shapes")]
@@ -414,7 +414,7 @@ def quiet_export():
                 logger.setLevel(level)
 
 
-def prepare(model, input_signature=None, flat: bool = True):
+def _prepare(model, input_signature=None, flat: bool = True):
     """The wrapper, sample arguments, dynamic shapes and signature used by the exporters.
 
     ``forward(*args)`` receives everything as its one ``*args`` parameter, so the dynamic
@@ -471,10 +471,10 @@ def export_torch(model, filepath, input_signature=None, verbose=None, **kwargs) 
     path = os.fspath(filepath)
     if not path.endswith(".pt2"):
         raise ValueError(f"A torch.export file must end in '.pt2'; received filepath={path!r}.")
-    wrapper, sample, dynamic_shapes, signature = prepare(model, input_signature, flat=False)
+    wrapper, sample, dynamic_shapes, signature = _prepare(model, input_signature, flat=False)
     kwargs.setdefault("strict", False)
     try:
-        with inference_mode(wrapper), quiet_export():
+        with inference_mode(wrapper), _quiet_export():
             program = torch.export.export(wrapper, sample, dynamic_shapes=dynamic_shapes, **kwargs)
     except Exception as error:  # torch raises many unrelated types; one clear message instead
         raise _failed(model, "torch.export", error) from error

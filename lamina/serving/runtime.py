@@ -71,6 +71,9 @@ class Predictor:
 class LaminaPredictor(Predictor):
     """Runs a lamina model in inference mode (``training=False``, no autograd).
 
+    The predictor owns the model from then on: it moves it to ``config.get_device()``
+    and leaves it in eval mode.
+
     Args:
         model: a built lamina model.
         name: name to report (default the model's name).
@@ -100,7 +103,14 @@ class LaminaPredictor(Predictor):
         tensors = [torch.as_tensor(a, device=self.device) for a in arrays]
         with torch.inference_mode():
             outputs = self.model(self.signature.pack_inputs(tensors), training=False)
-        return [t.detach().cpu().numpy() for t in self.signature.flatten_outputs(outputs)]
+        return [_to_numpy(t) for t in self.signature.flatten_outputs(outputs)]
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    tensor = tensor.detach().cpu()
+    if tensor.dtype == torch.bfloat16:  # NumPy has no bfloat16
+        tensor = tensor.float()
+    return tensor.numpy()
 
 
 class OnnxPredictor(Predictor):
@@ -110,6 +120,18 @@ class OnnxPredictor(Predictor):
         path: the ONNX file.
         providers: onnxruntime execution providers (default ``["CPUExecutionProvider"]``).
         intra_op_num_threads: threads per operator (default 0: onnxruntime's choice).
+
+    Example:
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from lamina import Sequential, Input
+    >>> from lamina.export import export_onnx
+    >>> from lamina.layers import Dense
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.onnx")
+    >>> _ = export_onnx(Sequential([Input((3,), name="x"), Dense(2)]), path, verbose=False)
+    >>> predictor = OnnxPredictor(path)
+    >>> predictor.inputs, predictor.predict([np.ones((4, 3), "float32")])[0].shape
+    ([TensorSpec(name='x', shape=(None, 3), dtype='float32')], (4, 2))
     """
 
     format = "onnx"
@@ -151,6 +173,18 @@ class TorchExportPredictor(Predictor):
 
     Args:
         path: the ``.pt2`` file.
+
+    Example:
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from lamina import Sequential, Input
+    >>> from lamina.export import export_torch
+    >>> from lamina.layers import Dense
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.pt2")
+    >>> _ = export_torch(Sequential([Input((3,)), Dense(2, name="y")]), path, verbose=False)
+    >>> predictor = TorchExportPredictor(path)
+    >>> [s.name for s in predictor.outputs], predictor.predict([np.ones((4, 3), "float32")])[0].shape
+    (['y'], (4, 2))
     """
 
     format = "torch"
@@ -176,7 +210,7 @@ class TorchExportPredictor(Predictor):
     def predict(self, arrays):
         with torch.inference_mode():
             outputs = self.module(self.signature.pack_inputs([torch.as_tensor(a) for a in arrays]))
-        return [t.detach().cpu().numpy() for t in self.signature.flatten_outputs(outputs)]
+        return [_to_numpy(t) for t in self.signature.flatten_outputs(outputs)]
 
 
 def load_predictor(path, **kwargs) -> Predictor:

@@ -13,6 +13,7 @@ import csv
 import math
 import operator
 import os
+import re
 import warnings
 from collections.abc import Iterable, Mapping
 
@@ -421,6 +422,13 @@ class MonitorCallback(Callback):
         else:
             name = self.monitor.removeprefix("val_")
             direction = _model_metric_direction(self.model, name)
+            if direction is None and name not in _MINIMIZED and name not in _MAXIMIZED:
+                # "auc_3" (a repeated metric) or "cls_accuracy" (an output's metric).
+                name = re.sub(r"_\d+$", "", name)
+                for known in sorted(_MINIMIZED | _MAXIMIZED, key=len, reverse=True):
+                    if name.endswith("_" + known):
+                        name = known
+                        break
             if direction is not None:
                 self.monitor_op = operator.gt if direction == "up" else operator.lt
             elif name in _MINIMIZED:

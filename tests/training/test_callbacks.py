@@ -776,3 +776,13 @@ def test_public_callbacks_namespace_matches_keras(keras):
     assert set(lamina.callbacks.__all__) <= set(dir(keras.callbacks))
     for name in lamina.callbacks.__all__:
         assert hasattr(lamina.callbacks, name)
+
+
+@pytest.mark.parametrize("monitor, expected", [
+    ("val_auc_17", "max"), ("val_cls_accuracy", "max"), ("val_reg_loss", "min"), ("loss_1", "min"),
+    ("reg_mean_absolute_error", "min"),
+])
+def test_monitor_callback_auto_mode_handles_suffixed_and_output_names(monitor, expected):
+    callback = lc.EarlyStopping(monitor=monitor)
+    callback._set_monitor_op()
+    assert callback.monitor_op is (operator.gt if expected == "max" else operator.lt)
