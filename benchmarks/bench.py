@@ -162,9 +162,16 @@ def make_data(kind: str, n: int, seed: int = 0):
 
 
 # --------------------------------------------------------------------------- systems
+def _warmup_size(size: int, batch_size: int) -> int:
+    """Five batches plus the epoch's last, smaller batch: every shape the timed epoch sees is
+    seen once before it (torch.compile compiles them in the warm-up, not in the timing)."""
+    return batch_size * 5 + size % batch_size
+
+
 def run_lamina(kind, x, y, batch_size, jit_compile=False):
     model = {"mlp": lamina_mlp, "convnet": lamina_convnet, "lstm": lamina_lstm}[kind](jit_compile)
-    model.fit(x[: batch_size * 5], y[: batch_size * 5], batch_size=batch_size, epochs=1, verbose=0)  # warm-up
+    warm = _warmup_size(len(x), batch_size)
+    model.fit(x[:warm], y[:warm], batch_size=batch_size, epochs=1, verbose=0, shuffle=False)  # warm-up
     if jit_compile:
         COMPILE_TIMES.append(model.compile_time)
     with _timed() as timer:
@@ -192,7 +199,8 @@ def run_lean(kind, x, y, batch_size, loss_fn=_torch_loss):
             correct += (out.detach().argmax(-1) == yb.argmax(-1)).sum() if kind != "lstm" else 0
         return float(correct)
 
-    epoch(xt[: batch_size * 5], yt[: batch_size * 5])
+    warm = _warmup_size(len(x), batch_size)
+    epoch(xt[:warm], yt[:warm])
     with _timed() as timer:
         epoch(xt, yt)
     return timer.seconds
@@ -210,7 +218,7 @@ def run_dataloader(kind, x, y, batch_size):
             loss.backward()
             optimizer.step()
 
-    epoch(torch.utils.data.Subset(data, range(batch_size * 5)))
+    epoch(torch.utils.data.Subset(data, range(_warmup_size(len(x), batch_size))))
     with _timed() as timer:
         epoch(data)
     return timer.seconds
@@ -218,7 +226,7 @@ def run_dataloader(kind, x, y, batch_size):
 
 def run_lamina_predict(kind, x, batch_size, jit_compile=False):
     model = lamina_mlp(jit_compile)
-    model.predict(x[: batch_size * 2], batch_size=batch_size, verbose=0)
+    model.predict(x[: batch_size * 2 + len(x) % batch_size], batch_size=batch_size, verbose=0)
     if jit_compile:
         COMPILE_TIMES.append(model.compile_time)
     with _timed() as timer:

@@ -13,6 +13,7 @@ from lamina import (
     config,
     constraints,
     datasets,
+    export,
     graph,
     initializers,
     layers,
@@ -33,6 +34,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Sequential", "Model", "Input", "Layer", "InputSpec", "activations", "applications", "callbacks", "config",
-    "constraints", "datasets", "graph", "initializers", "layers", "losses", "metrics", "models", "optimizers",
+    "constraints", "datasets", "export", "graph", "initializers", "layers", "losses", "metrics", "models", "optimizers",
     "regularizers", "saving", "utils", "clear_session", "set_random_seed", "__version__",
 ]

@@ -190,6 +190,17 @@ def test_cli_predict_npz_missing_input_name(saved_two_outputs, tmp_path, capsys)
     assert "missing ['b']" in _error_line(capsys)
 
 
+def test_cli_predict_keras_file_matches_keras(tmp_path, keras):
+    reference = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(6, activation="relu"),
+                                  keras.layers.Dense(3, activation="softmax", name="probs")])
+    reference.save(tmp_path / "model.keras")
+    x = np.random.normal(size=(5, 4)).astype("float32")
+    np.save(tmp_path / "in.npy", x)
+    argv = ["predict", str(tmp_path / "model.keras"), str(tmp_path / "in.npy"), "-o", str(tmp_path / "out.npy")]
+    assert main(argv) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), reference.predict(x, verbose=0), atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------- export
 @pytest.mark.skipif(not HAS_ONNX, reason="onnx, onnxscript and onnxruntime are needed")
 def test_cli_export_onnx_runs_in_onnxruntime(saved, tmp_path, capsys):

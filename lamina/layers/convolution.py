@@ -271,8 +271,10 @@ class _Conv(Layer):
 
     def _plan(self, spatial):
         """(F.pad amounts, torch padding, torch output_padding, output crop) for these sizes."""
-        input_pad, padding, crop = _conv_plan(spatial, self.kernel_size, self.strides, self.dilation_rate,
-                                              self.padding)
+        # Symbolic sizes (torch.export / ONNX with dynamic spatial axes) cannot be cache keys.
+        plan = _conv_plan if all(type(s) is int for s in spatial) else _conv_plan.__wrapped__
+        input_pad, padding, crop = plan(spatial, self.kernel_size, self.strides, self.dilation_rate,
+                                        self.padding)
         return input_pad, padding, None, crop
 
     def _convolve(self, x, padding, extra):

@@ -398,6 +398,16 @@ class Model(Layer):
             return Functional.from_config(config, custom_objects)
         return cls(**config)
 
+    def export(self, filepath, format="", verbose=None, input_signature=None, **kwargs):
+        """Export for inference: ``format="onnx"`` (``.onnx``) or ``"torch"`` (``.pt2``).
+
+        The batch axis stays dynamic. See ``lamina.export.export_model`` and docs/deploy.md.
+        """
+        from lamina.export import export_model
+
+        return export_model(self, filepath, format=format or None, verbose=verbose,
+                            input_signature=input_signature, **kwargs)
+
     def get_compile_config(self) -> dict | None:
         """The arguments given to ``compile``, serialized (None if not compiled)."""
         from lamina.saving.serialize import serialize_compile_config
