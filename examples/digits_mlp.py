@@ -3,7 +3,8 @@
 Trains Dense(128) -> Dense(128) -> Dense(10, softmax) on scikit-learn's handwritten
 digits (1,797 8x8 images, shipped with scikit-learn: no download), with a held-out
 test split, EarlyStopping and ModelCheckpoint, then prints the test accuracy and a
-few predictions. Leaves the best model in demo_output/digits_best.lamina.
+few predictions. Leaves the best model in demo_output/digits_best.keras, a Keras 3
+file that Keras itself can load.
 
 Run it with `make demo` (or `python examples/digits_mlp.py`).
 """
@@ -41,7 +42,7 @@ def main(epochs: int = 50, out_dir: str = "demo_output") -> float:
     model.summary()
 
     os.makedirs(out_dir, exist_ok=True)
-    best_path = os.path.join(out_dir, "digits_best.lamina")
+    best_path = os.path.join(out_dir, "digits_best.keras")
     model.fit(
         x_train, y_train_1h, batch_size=32, epochs=epochs, validation_split=0.2,
         callbacks=[EarlyStopping(patience=5, restore_best_weights=True),

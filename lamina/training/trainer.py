@@ -487,6 +487,12 @@ def _own_code(method):
     return types.MethodType(copy, method.__self__)
 
 
+def _mark_dynamic(tensor, dim) -> None:
+    from torch._dynamo import maybe_mark_dynamic
+
+    maybe_mark_dynamic(tensor, dim)
+
+
 def _compile_counter() -> int:
     from torch._dynamo.utils import counters
 
@@ -509,7 +515,6 @@ class _Jit:
         self.kind = kind
         self.failed = False
         self.backend = os.environ.get(_BACKEND_ENV) or "inductor"
-        self._marked = False
         began = time.perf_counter()  # the first torch.compile call also imports dynamo/inductor
         try:
             self.compiled = torch.compile(_own_code(fn), backend=self.backend)
@@ -518,13 +523,16 @@ class _Jit:
         trainer.compile_time += time.perf_counter() - began
 
     def _begin(self, args):
-        if not self._marked:
-            # The batch axis is dynamic from the first compile, so the last, smaller batch
-            # of an epoch reuses the graph instead of compiling another.
-            self._marked = True
-            for value in data_module._flat(list(args)):
-                if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] > 1:
-                    torch._dynamo.maybe_mark_dynamic(value, 0)
+        # The batch axis is dynamic in every graph compiled (also when a recompile happens
+        # for another reason), so the last, smaller batch of an epoch reuses the graph.
+        for value in args:
+            if isinstance(value, torch.Tensor):
+                if value.ndim and value.shape[0] > 1:
+                    _mark_dynamic(value, 0)
+            elif value is not None:
+                for tensor in data_module._flat(value):
+                    if isinstance(tensor, torch.Tensor) and tensor.ndim and tensor.shape[0] > 1:
+                        _mark_dynamic(tensor, 0)
         return _compile_counter(), time.perf_counter()
 
     def _end(self, start) -> None:

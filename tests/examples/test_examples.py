@@ -28,5 +28,5 @@ def test_digits_mlp_reaches_095_with_the_full_budget(tmp_path, monkeypatch, caps
     out = capsys.readouterr().out
     assert f"test accuracy: {accuracy:.4f}" in out
     assert "predicted:" in out and "labels:" in out
-    assert (tmp_path / "out" / "digits_best.lamina").is_file()
+    assert (tmp_path / "out" / "digits_best.keras").is_file()
     assert not (tmp_path / "demo_output").exists()
