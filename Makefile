@@ -25,8 +25,12 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -q
 
+# Benchmarks run alone (torch spin-waits: any other load skews them). PyTorch Geometric is
+# installed here for the graph comparison only; lamina itself never needs it.
 bench: $(VENV)/.demo-installed
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+	$(PIP) torch_geometric
+	$(BIN)/python benchmarks/bench_graph.py
 
 clean:
 	rm -rf $(VENV) demo_output

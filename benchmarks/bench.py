@@ -171,7 +171,7 @@ def _warmup_size(size: int, batch_size: int) -> int:
 def run_lamina(kind, x, y, batch_size, jit_compile=False):
     model = {"mlp": lamina_mlp, "convnet": lamina_convnet, "lstm": lamina_lstm}[kind](jit_compile)
     warm = _warmup_size(len(x), batch_size)
-    model.fit(x[:warm], y[:warm], batch_size=batch_size, epochs=1, verbose=0, shuffle=False)  # warm-up
+    model.fit(x[:warm], y[:warm], batch_size=batch_size, epochs=1, verbose=0)  # warm-up
     if jit_compile:
         COMPILE_TIMES.append(model.compile_time)
     with _timed() as timer:
