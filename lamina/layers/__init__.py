@@ -27,18 +27,17 @@ from lamina.layers.pooling import (
     MaxPool3D, MaxPooling1D, MaxPooling2D, MaxPooling3D,
 )
 from lamina.layers.recurrent import (
-    GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell, StackedRNNCells,
-    TimeDistributed,
+    GRU, LSTM, RNN, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell, StackedRNNCells,
 )
 from lamina.layers.regularization import (
     ActivityRegularization, AlphaDropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
     SpatialDropout2D, SpatialDropout3D,
 )
-
 from lamina.layers.reshaping import (
     Cropping1D, Cropping2D, Cropping3D, Permute, RepeatVector, UpSampling1D, UpSampling2D,
     UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D,
 )
+from lamina.layers.wrappers import Bidirectional, TimeDistributed
 
 __all__ = [
     "Layer", "InputSpec", "Input", "InputLayer",

@@ -12,8 +12,8 @@ import lamina
 from lamina import registry
 from lamina.layers.base import Layer
 from lamina.layers.core import Dense
-from lamina.layers.recurrent import (GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, SimpleRNN,
-                                     SimpleRNNCell, StackedRNNCells, TimeDistributed)
+from lamina.layers.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell, StackedRNNCells
+from lamina.layers.wrappers import Bidirectional, TimeDistributed
 
 LAYERS = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
 FLAGS = list(itertools.product([False, True], repeat=3))  # return_sequences, return_state, go_backwards
