@@ -19,6 +19,7 @@ from lamina import (
     layers,
     losses,
     metrics,
+    mixed_precision,
     models,
     optimizers,
     regularizers,
@@ -34,6 +35,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Sequential", "Model", "Input", "Layer", "InputSpec", "activations", "applications", "callbacks", "config",
-    "constraints", "datasets", "export", "graph", "initializers", "layers", "losses", "metrics", "models", "optimizers",
+    "constraints", "datasets", "export", "graph", "initializers", "layers", "losses", "metrics", "mixed_precision", "models", "optimizers",
     "regularizers", "saving", "utils", "clear_session", "set_random_seed", "__version__",
 ]

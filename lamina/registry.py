@@ -165,7 +165,7 @@ _PROVIDERS = {
     "loss": "lamina.losses",
     "metric": "lamina.metrics",
     "metric_function": "lamina.metrics",
-    "optimizer": "lamina.optimizers",
+    "optimizer": ("lamina.optimizers", "lamina.mixed_precision"),
     "schedule": "lamina.optimizers.schedules",
     "layer": "lamina.layers",
     "callback": "lamina.callbacks",
@@ -173,8 +173,9 @@ _PROVIDERS = {
 
 
 def _ensure_loaded(kind: str) -> None:
-    module = _PROVIDERS.get(kind)
-    if module is not None:
+    modules = _PROVIDERS.get(kind)
+    if modules is not None:
         import importlib
 
-        importlib.import_module(module)
+        for module in (modules,) if isinstance(modules, str) else modules:
+            importlib.import_module(module)

@@ -57,6 +57,7 @@ def _recurrent_args():
 _recurrent_args()
 for _name in ("GraphConv", "ChebConv", "LaplaceBeltramiConv"):
     _EXAMPLE_ARGS[("layer", _name)] = {"units": 3}
+_EXAMPLE_ARGS[("optimizer", "LossScaleOptimizer")] = {"inner_optimizer": registry.get("optimizer", "sgd")}
 _SKIP = {("layer", "Sequential"), ("layer", "Functional"), ("layer", "Layer"), ("layer", "Lambda")}
 
 

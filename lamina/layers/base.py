@@ -678,8 +678,11 @@ class Layer(nn.Module):
             self._maybe_build(args[0] if args else next(iter(kwargs.values())), args, kwargs)
         if self.input_spec is not None and args and isinstance(args[0], torch.Tensor):
             self.input_spec.check(self, tuple(args[0].shape))
+        # Under torch.compile the trainer clears losses eagerly before the compiled step,
+        # so the traced graph never looks at other models' layers.
         if (outer is None and (_LOSS_OWNERS or _STALE_LOSS_OWNERS)
-                and not getattr(_CONTEXT, "shape_inference", False)):
+                and not getattr(_CONTEXT, "shape_inference", False)
+                and not torch.compiler.is_compiling()):
             self._clear_losses()  # (a no-op while no layer holds losses)
         _CONTEXT.training = training
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import types
 import warnings
@@ -451,7 +452,7 @@ class Trainer:
             jit = self._jit[kind] = _Jit(fn, self, kind)
         return None if jit.failed else jit
 
-    # Separate functions (not one closure) so each step has its own torch.compile cache.
+    # The functions jit_compile=True traces (forward pass and loss of each kind of step).
     def _train_forward(self, x, y, sample_weight):
         return self._forward_loss(x, y, sample_weight, True)
 
@@ -487,6 +488,14 @@ def _own_code(method):
     return types.MethodType(copy, method.__self__)
 
 
+def _warn_outside_lamina(message: str) -> None:
+    """A UserWarning attributed to the first stack frame outside lamina (the user's call)."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("lamina"):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
 def _mark_dynamic(tensor, dim) -> None:
     from torch._dynamo import maybe_mark_dynamic
 
@@ -502,11 +511,12 @@ def _compile_counter() -> int:
 class _Jit:
     """One step function compiled with ``torch.compile``, with Keras-style fallback.
 
-    If compiling or running the compiled function fails, it warns with the reason
-    and the trainer runs that step (and all later ones) eagerly. The wall time of
-    calls that compiled a graph is added to ``Trainer.compile_time`` and logged.
-    Inductor caches what it compiles on disk (``TORCHINDUCTOR_CACHE_DIR``), so a
-    second process compiling the same model skips code generation.
+    The batch axis is compiled as dynamic, so an epoch's last, smaller batch reuses the
+    graph. If compiling or running fails, the step is retried with static shapes (the
+    last batch then compiles once more); if that fails too, it warns with the reason and
+    the trainer runs that step, and all later ones, eagerly. Time spent compiling is
+    added to ``Trainer.compile_time`` and logged. Inductor caches what it compiles on
+    disk (``TORCHINDUCTOR_CACHE_DIR``), so a second process skips code generation.
     """
 
     def __init__(self, fn, trainer: Trainer, kind: str):
@@ -514,25 +524,30 @@ class _Jit:
         self.trainer = trainer
         self.kind = kind
         self.failed = False
+        self.dynamic = True
         self.backend = os.environ.get(_BACKEND_ENV) or "inductor"
+        self._compile()
+
+    def _compile(self) -> None:
         began = time.perf_counter()  # the first torch.compile call also imports dynamo/inductor
         try:
-            self.compiled = torch.compile(_own_code(fn), backend=self.backend)
+            self.compiled = torch.compile(_own_code(self.eager), backend=self.backend,
+                                          dynamic=None if self.dynamic else False)
         except Exception as error:  # noqa: BLE001 - e.g. an unknown backend name
             self._fail(error)
-        trainer.compile_time += time.perf_counter() - began
+        self.trainer.compile_time += time.perf_counter() - began
 
     def _begin(self, args):
-        # The batch axis is dynamic in every graph compiled (also when a recompile happens
-        # for another reason), so the last, smaller batch of an epoch reuses the graph.
-        for value in args:
-            if isinstance(value, torch.Tensor):
-                if value.ndim and value.shape[0] > 1:
-                    _mark_dynamic(value, 0)
-            elif value is not None:
-                for tensor in data_module._flat(value):
-                    if isinstance(tensor, torch.Tensor) and tensor.ndim and tensor.shape[0] > 1:
-                        _mark_dynamic(tensor, 0)
+        self.trainer.model._clear_losses()  # eagerly: the compiled call skips it (see Layer.__call__)
+        if self.dynamic:
+            for value in args:
+                if isinstance(value, torch.Tensor):
+                    if value.ndim and value.shape[0] > 1:
+                        _mark_dynamic(value, 0)
+                elif value is not None:
+                    for tensor in data_module._flat(value):
+                        if isinstance(tensor, torch.Tensor) and tensor.ndim and tensor.shape[0] > 1:
+                            _mark_dynamic(tensor, 0)
         return _compile_counter(), time.perf_counter()
 
     def _end(self, start) -> None:
@@ -543,38 +558,53 @@ class _Jit:
             _LOGGER.info("lamina: compiled the %s step with torch.compile (backend=%r) in %.2f s",
                          self.kind, self.backend, elapsed)
 
+    def _retry(self, error, start) -> bool:
+        """After a failed compiled call: True to retry with static shapes, False to run eagerly."""
+        self.trainer.compile_time += time.perf_counter() - start[1]
+        if self.dynamic:
+            _LOGGER.info("lamina: compiling the %s step with a dynamic batch size failed (%s: %s); "
+                         "retrying with static shapes", self.kind, type(error).__name__, error)
+            self.dynamic = False
+            self._compile()
+            return not self.failed
+        self._fail(error)
+        return False
+
     def _fail(self, error) -> None:
         self.failed = True
         reason = " ".join(str(error).split("Set TORCHDYNAMO_VERBOSE")[0].split())
         if len(reason) > 600:
             reason = reason[:600] + " ..."
-        warnings.warn(
+        _warn_outside_lamina(
             f"jit_compile=True: could not compile the {self.kind} step of model "
             f"{self.trainer.model.name!r} with torch.compile (backend={self.backend!r}); "
-            f"running it eagerly instead. Reason: {type(error).__name__}: {reason}",
-            UserWarning, stacklevel=4)
+            f"running it eagerly instead. Reason: {type(error).__name__}: {reason}")
 
     def run(self, *args):
-        start = self._begin(args)
-        try:
-            result = self.compiled(*args)
-        except Exception as error:  # noqa: BLE001 - any compile failure falls back, as promised
-            self._fail(error)
-            return self.eager(*args)
-        self._end(start)
-        return result
+        while True:
+            start = self._begin(args)
+            try:
+                result = self.compiled(*args)
+            except Exception as error:  # noqa: BLE001 - any compile failure falls back, as promised
+                if self._retry(error, start):
+                    continue
+                return self.eager(*args)
+            self._end(start)
+            return result
 
     def run_train(self, trainer: Trainer, x, y, sample_weight):
         """Compiled forward and loss, then the backward pass (compiled by AOTAutograd)."""
-        start = self._begin((x, y, sample_weight))
-        try:
-            y_pred, loss = self.compiled(x, y, sample_weight)
-            trainer._backward(loss)
-        except Exception as error:  # noqa: BLE001
-            self._fail(error)
-            return trainer._forward_backward(x, y, sample_weight)
-        self._end(start)
-        return y_pred, loss
+        while True:
+            start = self._begin((x, y, sample_weight))
+            try:
+                y_pred, loss = self.compiled(x, y, sample_weight)
+                trainer._backward(loss)
+            except Exception as error:  # noqa: BLE001
+                if self._retry(error, start):
+                    continue
+                return trainer._forward_backward(x, y, sample_weight)
+            self._end(start)
+            return y_pred, loss
 
 
 def _batch_hook(callback_list, name: str):
