@@ -92,7 +92,7 @@ def _serialize_item(kind: str, value):
 
 
 def serialize_compile_config(model) -> dict:
-    """The arguments given to ``compile`` as JSON (optimizer, loss, metrics, loss_weights)."""
+    """The arguments given to ``compile`` as JSON (optimizer, loss, metrics, loss_weights, jit_compile)."""
     raw = model._compile_config
     return {
         "optimizer": registry.serialize("optimizer", model.optimizer),
@@ -100,6 +100,7 @@ def serialize_compile_config(model) -> dict:
         "loss_weights": raw["loss_weights"],
         "metrics": _serialize_item("metric", raw["metrics"]),
         "weighted_metrics": _serialize_item("metric", raw["weighted_metrics"]),
+        "jit_compile": bool(getattr(model, "jit_compile", False)),
     }
 
 
@@ -126,4 +127,5 @@ def deserialize_compile_config(config: dict, custom_objects: dict | None = None)
         "loss_weights": config.get("loss_weights"),
         "metrics": item("metric", config.get("metrics")),
         "weighted_metrics": item("metric", config.get("weighted_metrics")),
+        "jit_compile": config.get("jit_compile") is True,
     }
