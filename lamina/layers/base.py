@@ -677,7 +677,11 @@ class Layer(nn.Module):
         if not self.built:
             self._maybe_build(args[0] if args else next(iter(kwargs.values())), args, kwargs)
         if self.input_spec is not None and args and isinstance(args[0], torch.Tensor):
-            self.input_spec.check(self, tuple(args[0].shape))
+            shape, checked = args[0].shape, self.__dict__.get("_checked_input")
+            # A shape that passed this spec once passes again: check each new shape only.
+            if checked is None or checked[0] is not self.input_spec or checked[1] != shape:
+                self.input_spec.check(self, tuple(shape))
+                self.__dict__["_checked_input"] = (self.input_spec, shape)
         # Under torch.compile the trainer clears losses eagerly before the compiled step,
         # so the traced graph never looks at other models' layers.
         if (outer is None and (_LOSS_OWNERS or _STALE_LOSS_OWNERS)
@@ -695,8 +699,8 @@ class Layer(nn.Module):
                 loss = loss / outputs.shape[0]
             self.add_loss(loss)
         # Without an incoming mask, only an overridden compute_mask can make one.
-        if (args and isinstance(outputs, torch.Tensor) and self._propagates_mask
-                and (previous_mask is not None or type(self).compute_mask is not Layer.compute_mask)):
+        if ((previous_mask is not None or type(self).compute_mask is not Layer.compute_mask)
+                and args and isinstance(outputs, torch.Tensor) and self._propagates_mask):
             mask = self.compute_mask(args[0], previous_mask)
             if mask is not None:
                 outputs._keras_mask = mask

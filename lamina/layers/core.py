@@ -139,12 +139,13 @@ class Dense(Layer):
         self.built = True
 
     def call(self, inputs):
-        if inputs.dtype != self.kernel.dtype and (
+        kernel = self.kernel
+        if inputs.dtype != kernel.dtype and (
                 not inputs.is_floating_point() or not torch.is_autocast_enabled(inputs.device.type)):
             # Keras casts integer and other-precision inputs to the layer's dtype; under a
             # mixed-precision policy (autocast) float inputs stay in the compute dtype.
-            inputs = inputs.to(self.kernel.dtype)
-        return self.activation(F.linear(inputs, self.kernel, self.bias))
+            inputs = inputs.to(kernel.dtype)
+        return self.activation(F.linear(inputs, kernel, self.bias))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
