@@ -679,7 +679,10 @@ class Layer(nn.Module):
         if self.input_spec is not None and args and isinstance(args[0], torch.Tensor):
             shape, checked = args[0].shape, self.__dict__.get("_checked_input")
             # A shape that passed this spec once passes again: check each new shape only.
-            if checked is None or checked[0] is not self.input_spec or checked[1] != shape:
+            # (Not while tracing: comparing whole shapes would pin a dynamic batch size.)
+            if torch.compiler.is_compiling():
+                self.input_spec.check(self, tuple(shape))
+            elif checked is None or checked[0] is not self.input_spec or checked[1] != shape:
                 self.input_spec.check(self, tuple(shape))
                 self.__dict__["_checked_input"] = (self.input_spec, shape)
         # Under torch.compile the trainer clears losses eagerly before the compiled step,
