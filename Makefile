@@ -27,10 +27,23 @@ test: $(VENV)/.dev-installed
 
 # Benchmarks run alone (torch spin-waits: any other load skews them). PyTorch Geometric is
 # installed here for the graph comparison only; lamina itself never needs it.
-bench: $(VENV)/.demo-installed
-	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+# PEERS=1 adds Keras 3 on its torch, jax and tensorflow backends as systems (W1, W2, W4), from
+# a venv of its own (.venv-peers: 2.9 GB, ~1 min to install here); a backend whose package does
+# not install is skipped with a message.
+PEERS_VENV := .venv-peers
+PEERS_PIP  := $(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+$(PEERS_VENV)/.installed: constraints.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_PIP) keras torch
+	$(PEERS_PIP) jax || echo "jax did not install: keras-jax will be skipped"
+	$(PEERS_PIP) tensorflow-cpu || $(PEERS_PIP) tensorflow || echo "tensorflow did not install: keras-tensorflow will be skipped"
+	touch $@
+
+bench: $(VENV)/.demo-installed $(if $(PEERS),$(PEERS_VENV)/.installed)
+	$(BIN)/python benchmarks/bench.py $(if $(PEERS),--peers $(PEERS_VENV)/bin/python) $(BENCH_ARGS)
 	$(PIP) torch_geometric
 	$(BIN)/python benchmarks/bench_graph.py
 
 clean:
-	rm -rf $(VENV) demo_output
+	rm -rf $(VENV) .venv-peers demo_output

@@ -7,17 +7,24 @@ biases, Adam(1e-3, epsilon=1e-7)):
   W3  predict with the W1 model at batch 1024 and 32
   W4  Embedding(10000, 64)-LSTM(64)-Dense(1, sigmoid), sequences of length 100, batch 64
   W5  start-up: `python -c "import lamina"` against `python -c "import torch"`
+  W6  ResNet-18 (lamina.applications.ResNet18, 32x32x3 images, 10 classes) against the same
+      architecture written by hand in PyTorch, batch 64, a few training steps (no lamina-jit:
+      inductor takes minutes to compile it on a CPU)
 Systems, interleaved (A B C A B C ...) and repeated: lamina (eager), lamina-jit
 (compile(jit_compile=True): torch.compile with inductor; compiling happens in the warm-up and
 is reported apart, as compile_s: the first model's, as later models of the same architecture
 reuse its graphs), the lean hand-written loop (pre-made tensors, a
 shuffled index, slicing, zero_grad(set_to_none=True), logits + F.cross_entropy), lean-kloss
 (the same loop computing Keras's loss from probabilities, as lamina and Keras do: it separates
-the cost of that formula from lamina's own), and the lean loop fed by DataLoader(TensorDataset). Prints a table of medians, min-max and ratios to the lean loop, and
+the cost of that formula from lamina's own), the lean loop fed by DataLoader(TensorDataset), and,
+with --peers PYTHON (``make bench PEERS=1``), Keras 3 itself on W1, W2 and W4 as keras-torch,
+keras-jax and keras-tensorflow (benchmarks/peers.py, one subprocess per measurement, run by
+that interpreter; a backend that cannot be imported is skipped with a message). Prints a table of medians, min-max and ratios to the lean loop, and
 writes them to benchmarks/results.json. Each epoch is timed with wall-clock time and, because
 the machine may be shared, also with the process's CPU time (cpu_ratio_to_lean).
 
     python benchmarks/bench.py [--quick] [--repeats N] [--threads N] [--only W1,W3] [--no-jit]
+                               [--peers .venv-peers/bin/python]
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # noqa: E402  (numpy only: the Keras peers' runner and the shared data)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMPILE_TIMES: list[float] = []  # compile time of each lamina-jit run of the current workload
@@ -88,6 +98,15 @@ def lamina_lstm(jit_compile=False):
     return model
 
 
+def lamina_resnet18(jit_compile=False):
+    import lamina
+
+    model = lamina.applications.ResNet18(include_top=True, weights=None, input_shape=(32, 32, 3), classes=10)
+    model.compile(optimizer=lamina.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=jit_compile)
+    return model
+
+
 def _glorot(module: torch.nn.Module) -> torch.nn.Module:
     for m in module.modules():
         if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
@@ -122,12 +141,60 @@ class _TorchLSTM(torch.nn.Module):
         return self.fc(h[-1])
 
 
+class _TorchBasicBlock(torch.nn.Module):
+    """torchvision's BasicBlock: (strided) 3x3 -> 3x3, bias-free convs, BN eps 1e-5."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(cout)
+        self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(cout)
+        self.shortcut = None
+        if stride != 1 or cin != cout:
+            self.shortcut = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                                torch.nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class _TorchResNet18(torch.nn.Module):
+    """ResNet-18 as lamina.applications.ResNet18 builds it (7x7/2 stem, 3x3/2 max pool, four
+    stages of two basic blocks, global average pool, Dense), on channels_last input."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(64)
+        blocks, cin = [], 64
+        for stage, cout in enumerate((64, 128, 256, 512)):
+            blocks += [_TorchBasicBlock(cin, cout, 1 if stage == 0 else 2), _TorchBasicBlock(cout, cout, 1)]
+            cin = cout
+        self.blocks = torch.nn.Sequential(*blocks)
+        self.fc = torch.nn.Linear(512, classes)
+        for m in self.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        torch.nn.init.xavier_uniform_(self.fc.weight)
+        torch.nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x):  # x: (N, 32, 32, 3) channels_last, as the Keras model takes it
+        x = F.relu(self.bn1(self.conv1(x.permute(0, 3, 1, 2))))
+        x = self.blocks(F.max_pool2d(x, 3, 2, 1))
+        return self.fc(x.mean((2, 3)))
+
+
 def torch_model(kind: str) -> torch.nn.Module:
     if kind == "mlp":
         return _glorot(torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128),
                                            torch.nn.ReLU(), torch.nn.Linear(128, 10)))
     if kind == "convnet":
         return _glorot(_TorchConvnet())
+    if kind == "resnet18":
+        return _TorchResNet18()
     return _TorchLSTM()
 
 
@@ -148,18 +215,7 @@ def _keras_loss(kind: str, out, y, eps=1e-7):
 
 
 # --------------------------------------------------------------------------- data
-def make_data(kind: str, n: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    if kind == "mlp":
-        x = rng.random((n, 784), dtype=np.float32)
-        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]
-    elif kind == "convnet":
-        x = rng.random((n, 28, 28, 1), dtype=np.float32)
-        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]
-    else:
-        x = rng.integers(1, 10000, (n, 100)).astype(np.int64)
-        y = rng.integers(0, 2, (n, 1)).astype(np.float32)
-    return x, y
+make_data = peers.make_data  # one definition, shared with the Keras peers
 
 
 # --------------------------------------------------------------------------- systems
@@ -170,7 +226,8 @@ def _warmup_size(size: int, batch_size: int) -> int:
 
 
 def run_lamina(kind, x, y, batch_size, jit_compile=False):
-    model = {"mlp": lamina_mlp, "convnet": lamina_convnet, "lstm": lamina_lstm}[kind](jit_compile)
+    model = {"mlp": lamina_mlp, "convnet": lamina_convnet, "lstm": lamina_lstm,
+             "resnet18": lamina_resnet18}[kind](jit_compile)
     warm = _warmup_size(len(x), batch_size)
     model.fit(x[:warm], y[:warm], batch_size=batch_size, epochs=1, verbose=0)  # warm-up
     if jit_compile:
@@ -245,6 +302,35 @@ def run_lean_predict(kind, x, batch_size):
     return timer.seconds
 
 
+def run_peer(python: str, backend: str, workload: str, threads: int, quick: bool) -> float:
+    """One Keras measurement in a fresh ``python`` process (peers.py): its timed epoch only."""
+    command = [python, os.path.join(HERE, "peers.py"), "--backend", backend, "--workload", workload,
+               "--threads", str(threads)] + (["--quick"] if quick else [])
+    done = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("PEER ")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"keras-{backend} failed on {workload}:\n{done.stderr[-2000:]}")
+    result = json.loads(lines[-1][5:])
+    CPU_TIMES.append(result["cpu_s"])
+    return result["wall_s"]
+
+
+def check_peers(python: str, threads: int) -> list[str]:
+    """The Keras backends that import under ``python``; prints why the others are skipped."""
+    available = []
+    for backend in peers.BACKENDS:
+        done = subprocess.run([python, os.path.join(HERE, "peers.py"), "--backend", backend, "--check"],
+                              capture_output=True, text=True)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("PEER ")]
+        result = json.loads(lines[-1][5:]) if lines else {"ok": False, "error": done.stderr.strip()[-300:]}
+        if result["ok"]:
+            available.append(backend)
+            print(f"peer keras-{backend}: keras {result['keras']}, {backend} {result['version']}")
+        else:
+            print(f"peer keras-{backend}: SKIPPED, the backend cannot be imported in {python}: {result['error']}")
+    return available
+
+
 def run_import(module: str) -> float:
     start = time.perf_counter()
     child_cpu = os.times()
@@ -267,10 +353,12 @@ def workloads(quick: bool):
         "W3 predict bs32": ("predict", "mlp", n(100000), 32),
         "W4 LSTM bs64": ("train", "lstm", n(10000), 64),
         "W5 start-up": ("import", None, 0, 0),
+        # A few steps only: ~0.2 s a step on one CPU thread. The warm-up is 5 more steps.
+        "W6 ResNet-18 bs64": ("train", "resnet18", 64 * (4 if quick else 8), 64),
     }
 
 
-def measure(name, spec, repeats, jit=True):
+def measure(name, spec, repeats, jit=True, peer_python=None, peer_backends=(), threads=1, quick=False):
     mode, kind, size, batch_size = spec
     if mode == "import":
         systems = {"lamina": lambda: run_import("lamina"), "lean": lambda: run_import("torch")}
@@ -286,7 +374,10 @@ def measure(name, spec, repeats, jit=True):
                    "lean": lambda: run_lean(kind, x, y, batch_size),
                    "lean-kloss": lambda: run_lean(kind, x, y, batch_size, loss_fn=_keras_loss),
                    "dataloader": lambda: run_dataloader(kind, x, y, batch_size)}
-    if not jit:
+    if peer_python and name in peers.WORKLOADS:
+        for backend in peer_backends:
+            systems[f"keras-{backend}"] = (lambda b=backend: run_peer(peer_python, b, name, threads, quick))
+    if not jit or kind == "resnet18":  # inductor compiles ResNet-18's training graph for minutes on CPU
         systems.pop("lamina-jit", None)
     COMPILE_TIMES.clear()
     times = {system: [] for system in systems}
@@ -329,32 +420,37 @@ def main(argv=None):
     parser.add_argument("--only", default="", help="comma-separated workload prefixes, e.g. W1,W3")
     parser.add_argument("--output", default=os.path.join(HERE, "results.json"))
     parser.add_argument("--no-jit", action="store_true", help="skip the lamina-jit system (torch.compile)")
+    parser.add_argument("--peers", metavar="PYTHON", default="",
+                        help="add Keras 3 (torch, jax, tensorflow backends) as systems on W1, W2 and W4, "
+                             "run by this interpreter (make bench PEERS=1 uses .venv-peers/bin/python)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     selected = [p.strip() for p in args.only.split(",") if p.strip()]
     results = []
     print(f"torch {torch.__version__}, {args.threads} thread(s), {_cpu_name()}, "
           f"repeats={args.repeats}{' (quick)' if args.quick else ''}")
-    print(f"{'workload':<20} {'system':<11} {'median s':>9} {'min-max s':>17} {'x lean':>7} {'cpu x':>7} "
+    peer_backends = check_peers(args.peers, args.threads) if args.peers else []
+    print(f"{'workload':<20} {'system':<16} {'median s':>9} {'min-max s':>17} {'x lean':>7} {'cpu x':>7} "
           f"{'steps/s':>9} {'compile s':>9}")
     for name, spec in workloads(args.quick).items():
         if selected and not any(name.startswith(p) for p in selected):
             continue
         try:
-            rows = measure(name, spec, args.repeats, jit=not args.no_jit)
+            rows = measure(name, spec, args.repeats, jit=not args.no_jit, peer_python=args.peers,
+                           peer_backends=peer_backends, threads=args.threads, quick=args.quick)
         except ImportError as error:  # a layer the workload needs is not in this lamina yet
             print(f"{name:<20} skipped: {error}")
             continue
         for row in rows:
             steps = f"{row['steps_per_s']:9.1f}" if row["steps_per_s"] else " " * 9
             compile_s = f"{row['compile_s']:9.2f}" if row["compile_s"] is not None else ""
-            print(f"{row['workload']:<20} {row['system']:<11} {row['median_s']:9.3f} "
+            print(f"{row['workload']:<20} {row['system']:<16} {row['median_s']:9.3f} "
                   f"{row['min_s']:8.3f}-{row['max_s']:<8.3f} {row['ratio_to_lean']:7.3f} "
                   f"{row['cpu_ratio_to_lean']:7.3f} {steps} {compile_s}", flush=True)
         results.extend(rows)
     meta = {"torch": torch.__version__, "threads": args.threads, "python": platform.python_version(),
             "machine": platform.machine(), "processor": _cpu_name(), "cpus": os.cpu_count(),
-            "repeats": args.repeats, "quick": args.quick}
+            "repeats": args.repeats, "quick": args.quick, "peers": peer_backends}
     with open(args.output, "w") as file:
         json.dump({"meta": meta, "results": results}, file, indent=2)
     print(f"wrote {args.output}")

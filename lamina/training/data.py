@@ -192,17 +192,30 @@ class ArrayBatches:
             # node axis (features and adjacency rows must stay aligned) go through unchanged.
             yield self.x, self.y, self.sample_weight
             return
+        x, y, sample_weight = self.x, self.y, self.sample_weight
+        # Plain tensors (or None) are sliced inline: no per-batch closures or structure walks
+        # (predict at a small batch size runs this thousands of times).
+        plain = all(s is None or isinstance(s, torch.Tensor) for s in (x, y, sample_weight))
         if self.shuffle is True or self.shuffle == "full":
             order = torch.randperm(size, device=self._device)
             for i in range(self.num_batches):
                 index = order[i * bs:(i + 1) * bs]
-                yield tuple(_map(lambda t: t.index_select(0, index), s) for s in (self.x, self.y, self.sample_weight))
+                if plain:
+                    yield (x.index_select(0, index), None if y is None else y.index_select(0, index),
+                           None if sample_weight is None else sample_weight.index_select(0, index))
+                else:
+                    yield tuple(_map(lambda t: t.index_select(0, index), s) for s in (x, y, sample_weight))
             return
         starts = list(range(0, size, bs))[: self.num_batches]
         if self.shuffle == "batch":
             starts = [starts[i] for i in torch.randperm(len(starts)).tolist()]
         for start in starts:
-            yield tuple(_map(lambda t: t[start:start + bs], s) for s in (self.x, self.y, self.sample_weight))
+            stop = start + bs
+            if plain:
+                yield (x[start:stop], None if y is None else y[start:stop],
+                       None if sample_weight is None else sample_weight[start:stop])
+            else:
+                yield tuple(_map(lambda t: t[start:stop], s) for s in (x, y, sample_weight))
 
 
 class IterableBatches:

@@ -812,7 +812,7 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
     outputs, chunks, offset = None, [], 0
     batch_begin = _batch_hook(callback_list, "on_predict_batch_begin")
     batch_end = _batch_hook(callback_list, "on_predict_batch_end")
-    predict_step = model.predict_step
+    predict_step = _predict_step_of(model)
     with torch.inference_mode():
         for step, batch in enumerate(batches):
             if batch_begin is not None:
@@ -842,6 +842,26 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
     if outputs is None:
         raise ValueError("predict received no data: the input produced zero batches.")
     return outputs
+
+
+def _predict_step_of(model):
+    """``model.predict_step``, or, when it would only call ``model(x, training=False)`` (the
+    built-in step of an eager model without mixed precision), that call itself: the same
+    result through fewer Python calls per batch."""
+    from lamina.models.model import Model
+
+    step = model.predict_step
+    trainer = getattr(model, "_trainer", None)
+    if (getattr(step, "__func__", None) is not Model.predict_step
+            or (trainer is not None and (type(trainer).predict_step is not Trainer.predict_step
+                                         or type(trainer)._predict_forward is not Trainer._predict_forward
+                                         or trainer.jit_compile or trainer._autocast_dtype is not None))):
+        return step
+
+    def eager_step(batch):
+        return model(batch[0], training=False)
+
+    return eager_step
 
 
 def _to_numpy_structure(value):
