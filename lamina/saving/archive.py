@@ -297,25 +297,43 @@ def _json_bytes(value, what: str) -> bytes:
         ) from None
 
 
-def _member_problem(info: zipfile.ZipInfo, max_bytes: int) -> str | None:
-    """Why this member may not be read, or None; decided from its headers alone."""
-    name = info.filename
-    if name.startswith("/") or re.match(r"[A-Za-z]:", name):
-        return "is an absolute path"
-    if "\\" in name:
-        return "contains a backslash"
-    if ".." in name.split("/"):
-        return "climbs out of the archive with '..'"
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        return "is a symbolic link"
-    if name.endswith("/") or stat.S_IFMT(mode) not in (0, stat.S_IFREG):
-        return "is not a regular file"
+# Returned by a membership rule for members that are allowed but never read (Keras assets).
+SKIP_MEMBER = "skip"
+
+
+def _lamina_membership(name: str) -> str | None:
     if name not in (CONFIG_MEMBER, METADATA_MEMBER, WEIGHTS_MEMBER) and not _EXTRA_MEMBER.fullmatch(name):
         return (
             f"is not a lamina member (expected {CONFIG_MEMBER}, {METADATA_MEMBER}, {WEIGHTS_MEMBER} "
             "or <name>.safetensors); the file was not written by lamina"
         )
+    return None
+
+
+def _member_problem(info: zipfile.ZipInfo, max_bytes: int, membership=_lamina_membership) -> str | None:
+    """Why this member may not be read, or None; decided from its headers alone.
+
+    ``membership(name)`` says whether the name belongs in this kind of archive: None if it
+    does, ``SKIP_MEMBER`` if it may be present but is never read, else the reason it may not.
+    The checks shared by every zip lamina reads (paths, links, encryption, sizes) live here.
+    """
+    name = info.filename
+    if name.startswith("/") or re.match(r"[A-Za-z]:", name):
+        return "is an absolute path"
+    if "\\" in name or "\x00" in name:
+        return "contains a backslash or NUL"
+    if ".." in name.split("/"):
+        return "climbs out of the archive with '..'"
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        return "is a symbolic link"
+    verdict = membership(name)
+    if verdict == SKIP_MEMBER:
+        return None
+    if name.endswith("/") or stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+        return "is not a regular file"
+    if verdict is not None:
+        return verdict
     if info.flag_bits & 0x1:
         return "is encrypted"
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):

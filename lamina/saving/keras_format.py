@@ -25,8 +25,8 @@ import numpy as np
 
 from lamina import registry
 from lamina.saving.archive import (
-    _BOMB_FLOOR_BYTES, _MAX_EXPANSION, _MAX_JSON_BYTES, _MAX_MEMBERS, _ZIP_EPOCH, _ZIP_ERRORS,
-    DEFAULT_MAX_BYTES, FormatError, _parse_json, _read_member, atomic_write, atomic_writer,
+    _MAX_MEMBERS, _ZIP_EPOCH, _ZIP_ERRORS, DEFAULT_MAX_BYTES, SKIP_MEMBER, FormatError,
+    _member_problem, _parse_json, _read_member, atomic_write, atomic_writer,
 )
 
 __all__ = ["save_keras", "load_keras", "save_keras_weights", "load_keras_weights", "is_keras_archive"]
@@ -266,33 +266,11 @@ def _read_file(path: str, max_bytes: int) -> bytes:
     return data
 
 
-def _member_problem(info: zipfile.ZipInfo, max_bytes: int) -> str | None:
-    """Why this member may not be read, or None; decided from its headers alone."""
-    name = info.filename
-    if name.startswith("/") or re.match(r"[A-Za-z]:", name):
-        return "is an absolute path"
-    if "\\" in name or "\x00" in name:
-        return "contains a backslash or NUL"
-    if ".." in name.split("/"):
-        return "climbs out of the archive with '..'"
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        return "is a symbolic link"
+def _keras_membership(name: str) -> str | None:
     if name.startswith(_ASSETS):
-        return None  # assets of preprocessing layers: name-checked, never read
+        return SKIP_MEMBER  # assets of preprocessing layers: name-checked, never read
     if name not in (_CONFIG, _METADATA, _WEIGHTS, _WEIGHTS_NPZ):
         return f"is not a member of a Keras archive ({_CONFIG}, {_METADATA}, {_WEIGHTS}, {_ASSETS}...)"
-    if name.endswith("/") or stat.S_IFMT(mode) not in (0, stat.S_IFREG):
-        return "is not a regular file"
-    if info.flag_bits & 0x1:
-        return "is encrypted"
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        return f"uses compression method {info.compress_type}; only stored or deflated members are read"
-    limit = _MAX_JSON_BYTES if name.endswith(".json") else max_bytes
-    if info.file_size > limit:
-        return f"declares {info.file_size} uncompressed bytes, over the {limit}-byte limit"
-    if info.file_size > _BOMB_FLOOR_BYTES and info.file_size > _MAX_EXPANSION * info.compress_size:
-        return f"expands {info.compress_size} bytes to {info.file_size}, which looks like a zip bomb"
     return None
 
 
@@ -309,7 +287,7 @@ def _read_keras_zip(path: str, max_bytes: int) -> dict[str, bytes]:
                     raise FormatError(f"{path!r} is a lamina archive, not a Keras one: load it with "
                                       "lamina.saving.load_model.")
                 for info in infos:
-                    problem = _member_problem(info, max_bytes)
+                    problem = _member_problem(info, max_bytes, _keras_membership)
                     if problem:
                         raise FormatError(f"{path!r}: archive member {info.filename!r:.200} {problem}.")
                     if names.count(info.filename) > 1:
