@@ -172,10 +172,16 @@ _PROVIDERS = {
 }
 
 
+_LOADED: set = set()
+
+
 def _ensure_loaded(kind: str) -> None:
+    if kind in _LOADED:
+        return
     modules = _PROVIDERS.get(kind)
     if modules is not None:
         import importlib
 
         for module in (modules,) if isinstance(modules, str) else modules:
             importlib.import_module(module)
+    _LOADED.add(kind)

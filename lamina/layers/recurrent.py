@@ -43,8 +43,15 @@ def _activation(name_or_fn):
     return registry.get("activation", name_or_fn if name_or_fn is not None else "linear")
 
 
+_BUILTIN_ACTIVATIONS: dict = {}
+
+
 def _is_activation(fn, name: str) -> bool:
-    return fn is registry.get("activation", name) or fn is getattr(torch, name, None)
+    # Called on every forward pass (fast-path eligibility): resolve the name once, not per call.
+    builtin = _BUILTIN_ACTIVATIONS.get(name)
+    if builtin is None:
+        builtin = _BUILTIN_ACTIVATIONS[name] = registry.get("activation", name)
+    return fn is builtin or fn is getattr(torch, name, None)
 
 
 def _last_valid(outputs: torch.Tensor, initial: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
