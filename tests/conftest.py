@@ -9,6 +9,10 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+# On a GPU, float32 matrix products and convolutions in full float32 (no TF32), so that
+# the same tolerances hold on every device.
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
 
 
 @pytest.fixture(autouse=True)

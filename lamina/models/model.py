@@ -88,7 +88,12 @@ class Model(Layer):
                 ``model.compile_time``; inductor caches compiled code on disk
                 (``TORCHINDUCTOR_CACHE_DIR``), so a second run of the same model
                 compiles much faster. ``LAMINA_COMPILE_BACKEND`` (environment variable)
-                picks another ``torch.compile`` backend, e.g. ``"aot_eager"``.
+                picks another ``torch.compile`` backend, e.g. ``"aot_eager"``. A
+                ``torch.compile`` mode name (a lamina extension) compiles in that mode:
+                ``"reduce-overhead"`` replays the compiled steps as CUDA graphs, which
+                removes the per-kernel launch cost of small batches on a GPU (outputs
+                of the predict step are copied out of the graph's memory);
+                ``"max-autotune"`` searches kernel configurations (long compiles).
             auto_scale_loss: under the ``"mixed_float16"`` policy
                 (``lamina.mixed_precision.set_global_policy``), wrap the optimizer in a
                 ``LossScaleOptimizer``. Default True. A mixed policy set before
@@ -106,18 +111,23 @@ class Model(Layer):
 
         from lamina.training.trainer import Trainer
 
-        if jit_compile not in ("auto", True, False, None):
+        from lamina.training.trainer import JIT_MODES
+
+        if jit_compile not in ("auto", True, False, None) and jit_compile not in JIT_MODES:
             raise ValueError(
                 f"compile(jit_compile={jit_compile!r}) is not supported: use True (torch.compile), "
-                f"False, or 'auto' (eager on the torch backend, as in Keras)."
+                f"False, 'auto' (eager on the torch backend, as in Keras), or a torch.compile "
+                f"mode: {', '.join(repr(m) for m in JIT_MODES)}."
             )
-        jit_compile = jit_compile is True
+        jit_mode = jit_compile if isinstance(jit_compile, str) and jit_compile in JIT_MODES else None
+        jit_compile = jit_compile is True or jit_mode is not None
         if jit_compile and run_eagerly:
             warnings.warn("If `run_eagerly` is True, then `jit_compile` cannot also be True. "
                           "Disabling `jit_compile`.", stacklevel=2)
             jit_compile = False
         self._trainer = Trainer(self, optimizer, loss, metrics, weighted_metrics, loss_weights,
-                                jit_compile=jit_compile, auto_scale_loss=auto_scale_loss)
+                                jit_compile=jit_compile, auto_scale_loss=auto_scale_loss,
+                                jit_mode=jit_mode if jit_compile else None)
         self._compile_config = {
             "optimizer": optimizer, "loss": loss, "loss_weights": loss_weights,
             "metrics": metrics, "weighted_metrics": weighted_metrics,
@@ -161,6 +171,21 @@ class Model(Layer):
         if _as_list_any(self._trainer.metric_identifiers) or _as_list_any(self._trainer.weighted_metric_identifiers):
             return ["loss", "compile_metrics"]
         return ["loss"]
+
+    def get_metrics_result(self) -> dict:
+        """The current values of the loss tracker and the metrics, as python floats (Keras's API).
+
+        >>> import numpy as np
+        >>> from lamina import Sequential, Input
+        >>> from lamina.layers import Dense
+        >>> model = Sequential([Input((2,)), Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+        >>> _ = model.evaluate(np.ones((4, 2)), np.ones((4, 1)), verbose=0)
+        >>> sorted(model.get_metrics_result())
+        ['loss', 'mae']
+        """
+        logs = None if self._trainer is None else self._trainer.logs
+        return {} if logs is None else dict(logs.floats() if hasattr(logs, "floats") else logs)
 
     def reset_metrics(self) -> None:
         """Reset the state of every metric."""

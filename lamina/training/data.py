@@ -18,7 +18,12 @@ import torch
 
 from lamina import config
 
-__all__ = ["to_tensor", "make_batches", "ArrayBatches", "IterableBatches", "split_validation", "num_samples"]
+__all__ = ["to_tensor", "make_batches", "ArrayBatches", "HostBatches", "IterableBatches", "split_validation",
+           "num_samples"]
+
+# Arrays larger than this fraction of a GPU's free memory stay in host memory and are
+# copied to the device batch by batch (HostBatches); smaller ones move to the device once.
+STREAM_ABOVE_FREE_FRACTION = 0.25
 
 
 def to_tensor(value, device: torch.device | None = None):
@@ -218,6 +223,70 @@ class ArrayBatches:
                 yield tuple(_map(lambda t: t[start:stop], s) for s in (x, y, sample_weight))
 
 
+class HostBatches:
+    """Batches of host-memory arrays, each copied to the device as it is needed.
+
+    For data too large to move to a GPU at once (see ``STREAM_ABOVE_FREE_FRACTION``):
+    ``batches`` (an ``ArrayBatches`` over host tensors) slices and shuffles in host memory;
+    each batch is staged in a pinned (page-locked) buffer and copied with
+    ``non_blocking=True``, so the copy overlaps the host's work on the next batch. Two
+    sets of buffers alternate, and a buffer is refilled only after the device has finished
+    copying out of it (a CUDA event). Without CUDA the staging buffers are ordinary memory.
+
+    >>> import torch
+    >>> host = ArrayBatches(torch.arange(6.0)[:, None], None, None, batch_size=4)
+    >>> [b[0].flatten().tolist() for b in HostBatches(host, torch.device("cpu"))]
+    [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0]]
+    """
+
+    def __init__(self, batches: ArrayBatches, device: torch.device):
+        self.batches, self.device = batches, torch.device(device)
+        self.size, self.batch_size, self.num_batches = batches.size, batches.batch_size, batches.num_batches
+        self._cuda = self.device.type == "cuda" and torch.cuda.is_available()
+        self._buffers: dict = {}
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def _send(self, tensor, key):
+        if tensor is None or _is_sparse(tensor) or tensor.device.type != "cpu":
+            return tensor if tensor is None else tensor.to(self.device)
+        buffer = self._buffers.get(key)
+        rows = max(self.batch_size, tensor.shape[0])
+        if buffer is None or buffer.shape[1:] != tensor.shape[1:] or buffer.dtype != tensor.dtype or len(buffer) < rows:
+            buffer = self._buffers[key] = torch.empty((rows, *tensor.shape[1:]), dtype=tensor.dtype,
+                                                      pin_memory=self._cuda)
+        staged = buffer[:tensor.shape[0]]
+        staged.copy_(tensor)
+        return staged.to(self.device, non_blocking=self._cuda)
+
+    def __iter__(self):
+        events = [None, None]
+        for step, batch in enumerate(self.batches):
+            slot = step % 2
+            if events[slot] is not None:
+                events[slot].synchronize()  # the copies out of this slot's buffers are done
+            counter = iter(range(1 << 30))
+            moved = tuple(_map(lambda t: self._send(t, (slot, next(counter))), part) for part in batch)
+            if self._cuda:
+                events[slot] = torch.cuda.Event()
+                events[slot].record(torch.cuda.current_stream(self.device))
+            yield moved
+
+
+def _stream_from_host(structures, device) -> bool:
+    """Whether host arrays should stay in host memory (HostBatches) on this device."""
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    tensors = [t for s in structures for t in _flat(s) if isinstance(t, torch.Tensor)]
+    if not tensors or any(_is_sparse(t) or t.device.type != "cpu" for t in tensors):
+        return False
+    nbytes = sum(t.element_size() * t.nelement() for t in tensors)
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes > STREAM_ABOVE_FREE_FRACTION * free
+
+
 class IterableBatches:
     """Batches from a generator, ``Dataset`` or ``DataLoader``, converted to tensors on the device.
 
@@ -328,6 +397,9 @@ def make_batches(x, y=None, sample_weight=None, *, batch_size=None, shuffle=Fals
                 f"{'y' if y is not None else 'sample_weight'}. Yield (x, y) or (x, y, sample_weight)."
             )
         return IterableBatches(x, device, batch_size or 32, shuffle, steps)
-    x, y, sample_weight = (to_tensor(v, device) for v in (x, y, sample_weight))
+    x, y, sample_weight = (to_tensor(v) for v in (x, y, sample_weight))
     _check_lengths(x, y, sample_weight)
+    if _stream_from_host((x, y, sample_weight), device):
+        return HostBatches(ArrayBatches(x, y, sample_weight, batch_size or 32, shuffle, steps), device)
+    x, y, sample_weight = (to_tensor(v, device) for v in (x, y, sample_weight))
     return ArrayBatches(x, y, sample_weight, batch_size or 32, shuffle, steps)

@@ -27,12 +27,14 @@ from lamina.layers import base as layer_base
 from lamina.training import data as data_module
 from lamina.training.callbacks import Callback, CallbackList
 
-__all__ = ["Trainer", "LazyLogs"]
+__all__ = ["Trainer", "LazyLogs", "JIT_MODES"]
 
 _LOGGER = logging.getLogger("lamina")
 # torch.compile backend for jit_compile=True; tests set "eager" or "aot_eager" to stay fast.
 _BACKEND_ENV = "LAMINA_COMPILE_BACKEND"
 _HALF = (torch.float16, torch.bfloat16)
+# torch.compile modes that compile(jit_compile=...) also accepts (a lamina extension).
+JIT_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class LazyLogs(Mapping):
@@ -146,12 +148,13 @@ class Trainer:
         jit_compile: run the steps' forward pass and loss through ``torch.compile``
             (backend from the ``LAMINA_COMPILE_BACKEND`` environment variable, default
             ``"inductor"``). Default False.
+        jit_mode: the ``torch.compile`` mode (one of ``JIT_MODES``); None for its default.
         auto_scale_loss: under the ``"mixed_float16"`` policy, wrap the optimizer in
             ``LossScaleOptimizer``. Default True.
     """
 
     def __init__(self, model, optimizer="rmsprop", loss=None, metrics=None, weighted_metrics=None,
-                 loss_weights=None, jit_compile=False, auto_scale_loss=True):
+                 loss_weights=None, jit_compile=False, auto_scale_loss=True, jit_mode=None):
         self.model = model
         self.optimizer = optimizers.get(optimizer)
         policy = mixed_precision.global_policy()
@@ -162,6 +165,7 @@ class Trainer:
                 and not isinstance(self.optimizer, mixed_precision.LossScaleOptimizer)):
             self.optimizer = mixed_precision.LossScaleOptimizer(self.optimizer, name="loss_scale_optimizer")
         self.jit_compile = bool(jit_compile)
+        self.jit_mode = jit_mode if jit_mode in JIT_MODES and jit_mode != "default" else None
         self.compile_time = 0.0  # seconds spent compiling (jit_compile=True), summed over steps
         self._jit: dict[str, _Jit] = {}
         self.loss_identifier = loss
@@ -476,6 +480,10 @@ def _to_float32(value):
     return value
 
 
+def _clone(value):
+    return value.clone() if isinstance(value, torch.Tensor) else value
+
+
 def _own_code(method):
     """``method`` bound to a copy of its function with a code object of its own.
 
@@ -526,19 +534,27 @@ class _Jit:
         self.failed = False
         self.dynamic = True
         self.backend = os.environ.get(_BACKEND_ENV) or "inductor"
+        # Modes only inductor knows; other backends (tests' "eager") ignore them.
+        self.mode = trainer.jit_mode if self.backend == "inductor" else None
+        # CUDA graphs (reduce-overhead, max-autotune) reuse their output memory at the next
+        # replay: steps are marked, and predict outputs, which may be kept, are copied.
+        self.graphs = self.mode in ("reduce-overhead", "max-autotune")
         self._compile()
 
     def _compile(self) -> None:
         began = time.perf_counter()  # the first torch.compile call also imports dynamo/inductor
         try:
+            options = {} if self.mode is None else {"mode": self.mode}
             self.compiled = torch.compile(_own_code(self.eager), backend=self.backend,
-                                          dynamic=None if self.dynamic else False)
+                                          dynamic=None if self.dynamic else False, **options)
         except Exception as error:  # noqa: BLE001 - e.g. an unknown backend name
             self._fail(error)
         self.trainer.compile_time += time.perf_counter() - began
 
     def _begin(self, args):
         self.trainer.model._clear_losses()  # eagerly: the compiled call skips it (see Layer.__call__)
+        if self.graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         if self.dynamic:
             for value in args:
                 if isinstance(value, torch.Tensor):
@@ -590,6 +606,8 @@ class _Jit:
                     continue
                 return self.eager(*args)
             self._end(start)
+            if self.graphs and self.kind == "predict":
+                result = _map_structure(_clone, result)
             return result
 
     def run_train(self, trainer: Trainer, x, y, sample_weight):
@@ -681,7 +699,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
                 "validation_split is only supported for arrays and tensors; received x of type "
                 f"{type(x).__name__}. Pass validation_data=... instead."
             )
-        x, y, sample_weight = (data_module.to_tensor(v, device) for v in (x, y, sample_weight))
+        x, y, sample_weight = (data_module.to_tensor(v) for v in (x, y, sample_weight))
         data_module._check_lengths(x, y, sample_weight)
         (x, y, sample_weight), validation_data = data_module.split_validation(x, y, sample_weight, validation_split)
     train = data_module.make_batches(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle,
@@ -737,7 +755,7 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
     """``Model.evaluate``: see its docstring."""
     trainer = _require_compiled(model, "evaluate")
     device = config.get_device()
-    if isinstance(x, (data_module.ArrayBatches, data_module.IterableBatches)):
+    if isinstance(x, (data_module.ArrayBatches, data_module.HostBatches, data_module.IterableBatches)):
         batches = x
     else:
         model.to(device)
@@ -810,6 +828,7 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
     # Known size: the result is allocated once and filled batch by batch, so memory
     # holds the outputs plus one batch. Unknown size (generators): batches are kept.
     outputs, chunks, offset = None, [], 0
+    pending, pending_bytes = [], 0  # device outputs not yet copied to the host
     batch_begin = _batch_hook(callback_list, "on_predict_batch_begin")
     batch_end = _batch_hook(callback_list, "on_predict_batch_end")
     predict_step = _predict_step_of(model)
@@ -819,9 +838,17 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
                 batch_begin(step)
             y_pred = predict_step(batch)
             if isinstance(y_pred, torch.Tensor) and outputs is not None:
-                n = y_pred.shape[0]
-                outputs[offset:offset + n] = y_pred.detach().cpu().numpy()
-                offset += n
+                if y_pred.device.type == "cpu":
+                    n = y_pred.shape[0]
+                    outputs[offset:offset + n] = y_pred.detach().numpy()
+                    offset += n
+                else:
+                    # On an accelerator, batches wait on the device and are copied to the host
+                    # some megabytes at a time: one synchronisation per chunk, not per batch.
+                    pending.append(y_pred.detach())
+                    pending_bytes += y_pred.element_size() * y_pred.nelement()
+                    if pending_bytes >= _PREDICT_CHUNK_BYTES:
+                        offset, pending_bytes = _flush(outputs, pending, offset), 0
             else:
                 arrays = _to_numpy_structure(y_pred)
                 if total is None:
@@ -834,6 +861,8 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
                     offset += n
             if batch_end is not None:
                 batch_end(step, {"outputs": y_pred})
+    if pending:
+        offset = _flush(outputs, pending, offset)
     callback_list.on_predict_end()
     if total is None:
         if not chunks:
@@ -842,6 +871,17 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
     if outputs is None:
         raise ValueError("predict received no data: the input produced zero batches.")
     return outputs
+
+
+_PREDICT_CHUNK_BYTES = 16 << 20
+
+
+def _flush(outputs, pending: list, offset: int) -> int:
+    """Copy the device batches in ``pending`` to ``outputs[offset:]`` at once; the new offset."""
+    block = pending[0] if len(pending) == 1 else torch.cat(pending)
+    pending.clear()
+    outputs[offset:offset + block.shape[0]] = block.cpu().numpy()
+    return offset + block.shape[0]
 
 
 def _predict_step_of(model):

@@ -240,3 +240,57 @@ def test_make_batches_default_batch_size_is_32():
 
 def test_num_samples_of_structure():
     assert data.num_samples({"a": torch.zeros(4, 2), "b": torch.zeros(4)}) == 4
+
+
+def test_host_batches_match_array_batches_with_shuffle():
+    x = torch.arange(30.0).reshape(10, 3)
+    y = {"a": torch.arange(10), "b": torch.arange(10.0) * 2}
+    weights = torch.linspace(0, 1, 10)
+    torch.manual_seed(3)
+    expected = [tuple(b) for b in ArrayBatches(x, y, weights, batch_size=4, shuffle=True)]
+    torch.manual_seed(3)
+    host = data.HostBatches(ArrayBatches(x, y, weights, batch_size=4, shuffle=True), torch.device("cpu"))
+    assert len(host) == 3 and host.size == 10 and host.batch_size == 4
+    got = []
+    for bx, by, bw in host:  # staged buffers are reused: copy each batch before the next
+        got.append((bx.clone(), {k: v.clone() for k, v in by.items()}, bw.clone()))
+    assert [b[0].shape[0] for b in got] == [4, 4, 2]
+    for (ex, ey, ew), (gx, gy, gw) in zip(expected, got):
+        assert torch.equal(ex, gx) and torch.equal(ew, gw)
+        assert all(torch.equal(ey[k], gy[k]) for k in ey)
+    # x, y["a"], y["b"] and the weights each stage into a buffer of their own (two slots).
+    assert len(host._buffers) == 8
+
+
+def test_make_batches_streams_large_host_data(monkeypatch):
+    monkeypatch.setattr(data, "_stream_from_host", lambda structures, device: True)
+    batches = make_batches(np.ones((5, 2)), np.zeros(5), batch_size=2, device=torch.device("cpu"))
+    assert isinstance(batches, data.HostBatches)
+    assert [b[0].shape[0] for b in batches] == [2, 2, 1]
+
+
+def test_no_streaming_without_cuda():
+    tensors = (torch.ones(1000, 10), None, None)
+    assert not data._stream_from_host(tensors, torch.device("cpu"))
+
+
+def test_fit_and_predict_with_streamed_batches_match(monkeypatch):
+    import lamina
+    from lamina.layers import Dense
+
+    rng = np.random.RandomState(0)
+    x, y = rng.randn(50, 4).astype("float32"), rng.randn(50, 1).astype("float32")
+
+    def run():
+        lamina.utils.set_random_seed(1)
+        model = lamina.Sequential([lamina.Input((4,)), Dense(3, activation="tanh"), Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        history = model.fit(x, y, batch_size=8, epochs=2, validation_split=0.2, verbose=0).history
+        return history, model.predict(x, batch_size=16, verbose=0)
+
+    plain_history, plain_pred = run()
+    monkeypatch.setattr(data, "_stream_from_host", lambda structures, device: True)
+    streamed_history, streamed_pred = run()
+    np.testing.assert_allclose(streamed_history["loss"], plain_history["loss"], rtol=1e-6)
+    np.testing.assert_allclose(streamed_history["val_loss"], plain_history["val_loss"], rtol=1e-6)
+    np.testing.assert_allclose(streamed_pred, plain_pred, rtol=1e-6)

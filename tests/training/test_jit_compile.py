@@ -120,3 +120,26 @@ def test_jit_compile_rejects_other_values():
     model = lamina.Sequential([lamina.Input((5,)), Dense(3)])
     with pytest.raises(ValueError, match="jit_compile='yes'"):
         model.compile(optimizer="sgd", loss="mse", jit_compile="yes")
+
+
+def test_jit_compile_accepts_torch_compile_modes(aot_eager):
+    x, y = _data()
+    eager, jit = _pair()
+    jit.compile(optimizer=lamina.optimizers.Adam(0.01), loss="categorical_crossentropy",
+                metrics=["accuracy"], jit_compile="reduce-overhead")
+    assert jit.jit_compile and jit._trainer.jit_mode == "reduce-overhead"
+    eager_history = eager.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
+    jit_history = jit.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(jit_history["loss"], eager_history["loss"], rtol=1e-5, atol=1e-6)
+    # The mode goes to inductor only: other backends run without it.
+    assert jit._trainer._jit["train"].mode is None
+
+
+def test_jit_compile_default_mode_is_plain_true():
+    model = _model("default")
+    assert model.jit_compile and model._trainer.jit_mode is None
+
+
+def test_jit_compile_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="reduce-overhead"):
+        _model("fastest")
