@@ -23,7 +23,8 @@ epoch follows a warm-up that compiles every batch shape. Peak GPU memory per run
 torch.cuda.max_memory_allocated. Results go to the terminal and to a JSON file.
 
     python benchmarks/bench_gpu.py [--quick] [--repeats N] [--only W1,W6] [--budget SECONDS]
-                                   [--output FILE] [--device cuda]
+                                   [--output FILE] [--device cuda] [--skip lamina-jit]
+                                   [--profile lstm:64,resnet18-224:64]
 """
 
 from __future__ import annotations
@@ -248,8 +249,8 @@ def systems_for(spec):
     return systems
 
 
-def measure(name, spec, repeats):
-    systems = systems_for(spec)
+def measure(name, spec, repeats, skip=()):
+    systems = {k: v for k, v in systems_for(spec).items() if k not in skip}
     times = {s: [] for s in systems}
     peaks = {s: [] for s in systems}
     for _ in range(repeats):
@@ -272,6 +273,64 @@ def measure(name, spec, repeats):
     return rows
 
 
+def profile_steps(kind: str, batch_size: int, steps: int = 5) -> dict:
+    """Per training step, lean against lamina: CUDA kernels launched, GPU busy time, wall
+    time, and the operators whose host time differs most (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x, y = make_data(kind, batch_size * (steps + 3))
+    xs, ys = torch.from_numpy(x).to(DEVICE), torch.from_numpy(y).to(DEVICE)
+    batches = [(xs[i * batch_size:(i + 1) * batch_size], ys[i * batch_size:(i + 1) * batch_size])
+               for i in range(steps + 3)]
+    lean = torch_model(kind).to(DEVICE)
+    optimizer = torch.optim.Adam(lean.parameters(), lr=1e-3, eps=1e-7, fused=True)
+
+    def lean_step(xb, yb):
+        loss = bench._torch_loss(kind.split("-")[0], lean(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model = lamina_model(kind)
+    model.fit(x[:batch_size], y[:batch_size], batch_size=batch_size, verbose=0)
+    report = {}
+    for name, step in (("lean", lean_step), ("lamina", lambda xb, yb: model.train_step((xb, yb, None)))):
+        for xb, yb in batches[:3]:
+            step(xb, yb)
+        _sync()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            began = time.perf_counter()
+            for xb, yb in batches[3:]:
+                step(xb, yb)
+            _sync()
+            wall = (time.perf_counter() - began) / steps
+        events = prof.key_averages()
+        kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+        report[name] = {
+            "wall_ms": wall * 1e3,
+            "kernels_per_step": sum(e.count for e in kernels) / steps,
+            "gpu_ms_per_step": sum(e.self_device_time_total for e in kernels) / steps / 1e3,
+            "host_ops": {e.key: (e.count / steps, e.self_cpu_time_total / steps / 1e3) for e in events
+                         if e.device_type == torch.autograd.DeviceType.CPU},
+            "top_kernels": sorted(((e.key[:60], e.count / steps, e.self_device_time_total / steps / 1e3)
+                                   for e in kernels), key=lambda k: -k[2])[:8],
+        }
+    lean_ops, lamina_ops = report["lean"]["host_ops"], report["lamina"]["host_ops"]
+    names = set(lean_ops) | set(lamina_ops)
+    diff = sorted(names, key=lambda n: -(lamina_ops.get(n, (0, 0))[1] - lean_ops.get(n, (0, 0))[1]))[:12]
+    print(f"profile {kind} bs{batch_size}: " + ", ".join(
+        f"{k} {v['wall_ms']:.2f} ms/step wall, {v['kernels_per_step']:.0f} kernels, {v['gpu_ms_per_step']:.2f} ms GPU"
+        for k, v in report.items()), flush=True)
+    for n in diff:
+        a, b = lean_ops.get(n, (0, 0)), lamina_ops.get(n, (0, 0))
+        print(f"    {n[:50]:<50} calls {a[0]:6.1f} -> {b[0]:6.1f}   host ms {a[1]:7.3f} -> {b[1]:7.3f}")
+    for k, v in report.items():
+        print(f"  {k} top kernels: " + "; ".join(f"{n} x{c:.0f} {t:.3f} ms" for n, c, t in v["top_kernels"][:5]))
+    for v in report.values():
+        v["host_ops"] = {n: v["host_ops"][n] for n in diff if n in v["host_ops"]}
+    return report
+
+
 def main(argv=None):
     global DEVICE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -281,6 +340,9 @@ def main(argv=None):
     parser.add_argument("--budget", type=float, default=float("inf"), help="seconds; later workloads are skipped")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--output", default=os.path.join(bench.HERE, "results_gpu.json"))
+    parser.add_argument("--skip", default="", help="comma-separated systems to leave out, e.g. lamina-jit")
+    parser.add_argument("--profile", default="", help="comma-separated kind:batch pairs to profile first, "
+                                                      "e.g. lstm:64,resnet18-224:64")
     args = parser.parse_args(argv)
     DEVICE = torch.device(args.device)
     import lamina
@@ -296,6 +358,15 @@ def main(argv=None):
     print(f"{'workload':<22} {'system':<15} {'median s':>9} {'min-max s':>17} {'x lean':>7} {'steps/s':>9} "
           f"{'peak MiB':>9} {'compile s':>9}", flush=True)
     results = []
+    for item in filter(None, args.profile.split(",")):
+        kind, batch = item.split(":")
+        try:
+            meta.setdefault("profiles", {})[item] = profile_steps(kind, int(batch))
+        except Exception as error:  # noqa: BLE001
+            import traceback
+
+            meta["errors"][f"profile {item}"] = traceback.format_exc()[-3000:]
+            print(f"profile {item} FAILED: {type(error).__name__}: {error}", flush=True)
     selected = [p.strip() for p in args.only.split(",") if p.strip()]
     for workload, spec in workloads(args.quick).items():
         if selected and not any(workload.startswith(p) for p in selected):
@@ -306,7 +377,7 @@ def main(argv=None):
             continue
         COMPILE.clear()
         try:
-            rows = measure(workload, spec, args.repeats)
+            rows = measure(workload, spec, args.repeats, skip=set(filter(None, args.skip.split(","))))
         except Exception as error:  # noqa: BLE001 - report and go on: one device run must say everything
             import traceback
 

@@ -30,6 +30,11 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+def _as(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x.to(dtype)`` without the call when it already has that dtype (the per-call hot path)."""
+    return x if x.dtype == dtype else x.to(dtype)
+
+
 def _axes(layer: Layer, axis, rank: int) -> list[int]:
     """``axis`` (int or list) as sorted non-negative ints; ValueError naming ``layer`` if out of range."""
     axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
@@ -244,32 +249,43 @@ class BatchNormalization(Layer):
                 f"received mask.shape={tuple(mask.shape)}, inputs.shape={tuple(inputs.shape)}."
             )
         dtype = _compute_dtype(inputs)
-        x = inputs.to(dtype)
+        x = _as(inputs, dtype)
         axis = self.axis % x.ndim
-        gamma = None if self.gamma is None else self.gamma.to(dtype)
-        beta = None if self.beta is None else self.beta.to(dtype)
+        gamma = None if self.gamma is None else _as(self.gamma, dtype)
+        beta = None if self.beta is None else _as(self.beta, dtype)
         if not (training and self.trainable):
             view, restore = _channels_second(x, axis)
-            out = restore(F.batch_norm(view, self.moving_mean.to(dtype), self.moving_variance.to(dtype),
+            out = restore(F.batch_norm(view, _as(self.moving_mean, dtype), _as(self.moving_variance, dtype),
                                        gamma, beta, False, 0.0, self.epsilon))
         elif self.renorm or mask is not None or x.numel() <= x.shape[axis]:
             out = self._train_explicit(x, axis, gamma, beta, mask)
         else:
             out = self._train_fused(x, axis, gamma, beta)
-        return out.to(config.torch_dtype(self._dtype))
+        return _as(out, config.torch_dtype(self._dtype))
 
     def _train_fused(self, x, axis, gamma, beta):
         # F.batch_norm normalizes with the biased batch variance but would update running
-        # stats with the unbiased one; with momentum=1 scratch buffers receive the batch mean
-        # and unbiased variance, rescaled to the biased variance Keras averages.
+        # stats with the unbiased one; with momentum=1 fresh scratch vectors (the backward
+        # pass reads them: they cannot be reused) receive the batch mean and unbiased
+        # variance. Multi-tensor kernels then apply Keras's update,
+        # moving * momentum + stat * (1 - momentum), the variance rescaled to the biased one:
+        # five small kernel launches in all, where one per operation took twelve.
         channels = x.shape[axis]
         count = x.numel() // channels
-        scratch = x.new_zeros((2, channels))
+        stats = list(x.new_zeros((2, channels)).unbind(0))
         view, restore = _channels_second(x, axis)
-        out = restore(F.batch_norm(view, scratch[0], scratch[1], gamma, beta, True, 1.0, self.epsilon))
+        out = restore(F.batch_norm(view, stats[0], stats[1], gamma, beta, True, 1.0, self.epsilon))
         with torch.no_grad():
-            self._assign_average(self.moving_mean, scratch[0], self.momentum)
-            self._assign_average(self.moving_variance, scratch[1] * ((count - 1) / count), self.momentum)
+            momentum = self.momentum
+            moving = [self.moving_mean, self.moving_variance]
+            if moving[0].dtype != x.dtype:
+                self._assign_average(moving[0], stats[0], momentum)
+                self._assign_average(moving[1], stats[1] * ((count - 1) / count), momentum)
+            else:
+                rest = 1.0 - momentum
+                scaled = torch._foreach_mul(stats, [rest, rest * (count - 1) / count])
+                torch._foreach_mul_(moving, momentum)
+                torch._foreach_add_(moving, scaled)
         return out
 
     def _train_explicit(self, x, axis, gamma, beta, mask):

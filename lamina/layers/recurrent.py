@@ -190,6 +190,34 @@ class _Cell(Layer):
     def _zero_bias(self):
         return torch.zeros_like(self.bias)
 
+    def _kernel_params(self, w_ih, cudnn_mode: int) -> list:
+        """``[w_ih, w_hh, b_ih, b_hh]`` for torch's fused kernels (Keras's one bias, zeros).
+
+        On CUDA the weights become views of one cuDNN weight buffer, as ``torch.nn.LSTM``
+        keeps them (``flatten_parameters``): cuDNN then uses them in place, where separate
+        tensors would be copied into a new buffer on every call. The buffer is rebuilt when
+        the weights move (``model.to``); any failure falls back to separate tensors.
+        """
+        if not (w_ih is self.kernel and w_ih.is_cuda and self.__dict__.get("_flat_ok", True)
+                and not torch.compiler.is_compiling()):
+            return [w_ih, self.recurrent_kernel] + ([self.bias, self._zero_bias()] if self.use_bias else [])
+        zero = self.__dict__.get("_flat_zero")
+        params = [w_ih, self.recurrent_kernel] + ([self.bias, zero] if self.use_bias else [])
+        storage = w_ih.untyped_storage().data_ptr()
+        if all(p is not None and p.untyped_storage().data_ptr() == storage for p in params[1:]):
+            return params
+        try:
+            if self.use_bias:
+                params[3] = torch.zeros_like(self.bias)
+            with torch.no_grad():
+                torch._cudnn_rnn_flatten_weight(params, len(params), w_ih.shape[1], cudnn_mode,
+                                                self.recurrent_kernel.shape[1], 0, 1, True, False)
+            self.__dict__["_flat_zero"] = params[3] if self.use_bias else None
+        except (RuntimeError, AttributeError):  # no cuDNN, or another torch: copy per call
+            self.__dict__["_flat_ok"] = False
+            return self._kernel_params(w_ih, cudnn_mode)
+        return params
+
     def get_initial_state(self, batch_size=None):
         """Zero states, one ``(batch_size, size)`` tensor per entry of ``state_size``."""
         sizes = self.state_size if isinstance(self.state_size, (list, tuple)) else [self.state_size]
@@ -277,10 +305,9 @@ class SimpleRNNCell(_Cell):
         return _is_activation(self.activation, "tanh") or _is_activation(self.activation, "relu")
 
     def _fused_sequence(self, x, states, valid, lengths, need_states):
-        kernel = torch.rnn_tanh if _is_activation(self.activation, "tanh") else torch.rnn_relu
-        params = [self.kernel, self.recurrent_kernel]
-        if self.use_bias:
-            params += [self.bias, self._zero_bias()]
+        tanh = _is_activation(self.activation, "tanh")
+        kernel = torch.rnn_tanh if tanh else torch.rnn_relu
+        params = self._kernel_params(self.kernel, 1 if tanh else 0)  # cuDNN's RNN_TANH / RNN_RELU
         h0 = states[0]
         outputs, h_n = _run_kernel(kernel, x, h0.unsqueeze(0).contiguous(), params, self.use_bias, 1,
                                    0.0, torch.is_grad_enabled(), False, True)
@@ -397,9 +424,7 @@ class LSTMCell(_Cell):
             column[:u] = -_SATURATE
             column[u:2 * u] = _SATURATE
             w_ih = torch.cat([w_ih, column], 1)
-        params = [w_ih, self.recurrent_kernel]
-        if self.use_bias:
-            params += [self.bias, self._zero_bias()]
+        params = self._kernel_params(w_ih, 2)  # cuDNN's LSTM mode
         hx = (h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous())
         outputs, h_n, c_n = _run_kernel(torch.lstm, x, hx, params, self.use_bias, 1, 0.0,
                                         torch.is_grad_enabled(), False, True)

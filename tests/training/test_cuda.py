@@ -143,3 +143,22 @@ def test_jit_compile_reduce_overhead_uses_cuda_graphs_and_matches_eager(monkeypa
     assert not any(jit.failed for jit in graphs._trainer._jit.values())
     assert graphs._trainer._jit["train"].graphs
     torch._dynamo.reset()
+
+
+def test_lstm_weights_share_one_cudnn_buffer_and_follow_moves():
+    rng = np.random.RandomState(2)
+    x, y = rng.randint(0, 20, (32, 7)), np.eye(3, dtype="float32")[rng.randint(0, 3, 32)]
+    model, _ = _fit_on("cuda", _lstm, x, y, epochs=1)
+    cell = model.layers[1].cell
+
+    def shared():
+        storages = {p.untyped_storage().data_ptr() for p in (cell.kernel, cell.recurrent_kernel, cell.bias)}
+        return len(storages) == 1
+
+    assert shared()
+    expected = model.predict(x, verbose=0)
+    model.to("cpu")
+    model.to("cuda")  # new storages: the next call rebuilds the buffer
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    assert shared()
+    assert not cell._flat_zero.any()
