@@ -51,8 +51,7 @@ def _as_operator(value, function: str) -> tuple[torch.Tensor, str]:
         coo = value.tocoo()
         indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
         values = _tensor(coo.data, config.torch_dtype())
-        tensor = torch.sparse_coo_tensor(indices, values, tuple(coo.shape), check_invariants=False)
-        return tensor.coalesce(), "coo"
+        return _coo(indices, values, tuple(coo.shape)), "coo"
     if isinstance(value, torch.Tensor):
         tensor = value if value.is_floating_point() else value.to(config.torch_dtype())
         if tensor.layout == torch.strided:
@@ -125,7 +124,14 @@ def _diagonal_indices(shape: tuple, device) -> torch.Tensor:
 
 
 def _coo(indices, values, shape) -> torch.Tensor:
-    return torch.sparse_coo_tensor(indices, values, shape, check_invariants=False).coalesce()
+    """A coalesced COO tensor built without invariant checks (lamina makes valid indices).
+
+    Some torch versions (2.11) warn on every such tensor that checks are "implicitly
+    disabled", although they are disabled explicitly here; that warning is silenced.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+        return torch.sparse_coo_tensor(indices, values, shape, check_invariants=False).coalesce()
 
 
 def _add_diagonal(coo: torch.Tensor, diagonal: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ class _Probe(Layer):
     """Records the dtype of what it receives and whether autocast is on."""
 
     def call(self, inputs):
-        self.seen = (inputs.dtype, torch.is_autocast_enabled("cpu"))
+        self.seen = (inputs.dtype, torch.is_autocast_enabled(inputs.device.type))
         return inputs
 
 

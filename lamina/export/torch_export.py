@@ -471,13 +471,21 @@ def export_torch(model, filepath, input_signature=None, verbose=None, **kwargs) 
     path = os.fspath(filepath)
     if not path.endswith(".pt2"):
         raise ValueError(f"A torch.export file must end in '.pt2'; received filepath={path!r}.")
-    wrapper, sample, dynamic_shapes, signature = _prepare(model, input_signature, flat=False)
     kwargs.setdefault("strict", False)
+    # A .pt2 program keeps the device of its weights: a model trained on a GPU is exported
+    # from the CPU (and moved back), so that the file loads and serves anywhere.
+    device = _model_device(model)
+    if device.type != "cpu":
+        model.to("cpu")
     try:
+        wrapper, sample, dynamic_shapes, signature = _prepare(model, input_signature, flat=False)
         with inference_mode(wrapper), _quiet_export():
             program = torch.export.export(wrapper, sample, dynamic_shapes=dynamic_shapes, **kwargs)
     except Exception as error:  # torch raises many unrelated types; one clear message instead
         raise _failed(model, "torch.export", error) from error
+    finally:
+        if device.type != "cpu":
+            model.to(device)
     torch.export.save(program, path, extra_files={SIGNATURE_FILE: json.dumps(signature.to_json())})
     if verbose is None or verbose:
         print(f"Saved artifact at '{path}'.")

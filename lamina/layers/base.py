@@ -8,6 +8,8 @@ and training live elsewhere.
 
 from __future__ import annotations
 
+import itertools
+
 import inspect
 import re
 import sys
@@ -630,6 +632,17 @@ class Layer(nn.Module):
                 shapes[name] = _shape_of(value)
         return (), shapes
 
+    def _find_weights_device(self):
+        """The device of this layer's weights (False when it has none), cached until ``to()``."""
+        device = next((t.device for t in itertools.chain(self.parameters(), self.buffers())), False)
+        self.__dict__["_weights_device"] = device
+        return device
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to() / .cuda() / .cpu() all come here (for every sub-layer too): forget the device.
+        self.__dict__.pop("_weights_device", None)
+        return super()._apply(fn, *args, **kwargs)
+
     def _maybe_build(self, inputs, args: tuple = (), kwargs: dict | None = None) -> None:
         shape = _shape_of(inputs)
         self._build_shape = shape
@@ -641,10 +654,10 @@ class Layer(nn.Module):
                 self.build(*positional, **named)
             else:
                 self.build(shape)
-        self.built = True
-        device = _device_of(inputs)
-        if device is not None and device.type != "cpu":
-            self.to(device)
+            self.built = True
+            device = _device_of(inputs)
+            if device is not None and device.type != "cpu":
+                self.to(device)  # (inside: moved copies made under inference_mode could not train)
 
     def __call__(self, *args, **kwargs):
         # The hot path of every forward pass: checks for the common case (a tensor, no
@@ -661,6 +674,17 @@ class Layer(nn.Module):
                     args = (first,) + args[1:]
         training = kwargs.pop("training", None)
         outer = getattr(_CONTEXT, "training", None)
+        if outer is None and args and self.built and not torch.compiler.is_compiling():
+            # The outermost call takes inputs where the weights are, as Keras does: a
+            # model trained on the GPU can be called on NumPy arrays or CPU tensors.
+            # (Not in compiled steps: the trainer's batches are on the device already.)
+            device = self.__dict__.get("_weights_device")
+            if device is None:
+                device = self._find_weights_device()
+            if device is not False:
+                current = first.device if isinstance(first, torch.Tensor) else _device_of(first)
+                if current is not None and current != device:
+                    args = tuple(_to_device(a, device) for a in args)
         if training is None:
             training = bool(outer)
         has_training, has_mask = _CALL_SIGNATURES.get(type(self)) or self._call_flags()
@@ -790,6 +814,16 @@ def _shape_of(x):
     if isinstance(x, dict):
         return {k: _shape_of(v) for k, v in x.items()}
     return tuple(np.shape(x))
+
+
+def _to_device(x, device):
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_device(v, device) for v in x)
+    if isinstance(x, dict):
+        return {k: _to_device(v, device) for k, v in x.items()}
+    return x
 
 
 def _device_of(x):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 
-import torch
 import torch.nn.functional as F
 
 from lamina import config, registry
@@ -248,12 +247,6 @@ class _Conv(Layer):
     def _create_weights(self, channels):
         self.kernel = self._new_weight(
             "kernel", "kernel", self.kernel_size + (channels // self.groups, self.filters), self._kernel_perm)
-        if self.data_format == "channels_last" and self.rank in (2, 3):
-            # Channels-last inputs are torch's channels_last memory format once permuted, and
-            # the convolution keeps that format; a kernel stored the same way is used as is,
-            # where a contiguous one would be converted on every forward and backward pass.
-            fmt = torch.channels_last if self.rank == 2 else torch.channels_last_3d
-            self.kernel.data = self.kernel.data.contiguous(memory_format=fmt)
         self.bias = self._new_weight("bias", "bias", (self.filters,)) if self.use_bias else None
 
     def call(self, inputs):

@@ -318,6 +318,9 @@ class Model(Layer):
 
         device = config.get_device()
         self.to(device)
+        optimizer = None if self._trainer is None else self._trainer.optimizer
+        if optimizer is not None and getattr(optimizer, "built", False):
+            optimizer._follow_device(device)
         return device
 
     @staticmethod

@@ -333,6 +333,35 @@ class Optimizer:
 
     # ------------------------------------------------------------------ applying
 
+    def _follow_device(self, device) -> None:
+        """Move the state tensors to ``device`` in place (the model moved after they were made).
+
+        A model loaded on the CPU, with its optimizer state, then trained on a GPU needs its
+        state there too; the tensors keep their identity, so every reference stays valid.
+
+        >>> import torch
+        >>> from lamina.optimizers import Adam
+        >>> optimizer = Adam()
+        >>> optimizer.build([torch.nn.Parameter(torch.zeros(2))])
+        >>> optimizer._follow_device("cpu")  # fit() does this with its device, e.g. "cuda"
+        >>> {t.device.type for t in optimizer.state_tensors().values() if t.ndim}
+        {'cpu'}
+        """
+        device = torch.device(device)
+
+        def elsewhere(t):
+            return t.device.type != device.type or (device.index is not None and t.device.index != device.index)
+
+        with torch.no_grad():
+            for value in list(vars(self).values()):
+                if isinstance(value, Optimizer):
+                    value._follow_device(device)
+                    continue
+                for tensor in value if isinstance(value, (list, tuple)) else (value,):
+                    if (isinstance(tensor, torch.Tensor) and not isinstance(tensor, torch.nn.Parameter)
+                            and elsewhere(tensor)):
+                        tensor.data = tensor.data.to(device)
+
     def _require_built(self, method: str) -> None:
         if not self.built:
             raise ValueError(

@@ -9,8 +9,10 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
+
 import torch
 
 from lamina.export.torch_export import ModelSignature, TensorSpec, model_signature
@@ -195,7 +197,10 @@ class TorchExportPredictor(Predictor):
         path = os.fspath(path)
         try:
             signature = load_torch_signature(path)
-            program = torch.export.load(path)
+            with warnings.catch_warnings():
+                # torch 2.11 warns while reading its own archive format; nothing to act on.
+                warnings.filterwarnings("ignore", message="The given buffer is not writable")
+                program = torch.export.load(path)
         except Exception as error:  # zipfile / torch serialization errors of many types
             raise ValueError(f"{path!r} is not a valid torch.export (.pt2) file: {error}") from None
         if signature is None:

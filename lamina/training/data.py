@@ -47,8 +47,9 @@ def to_tensor(value, device: torch.device | None = None):
         indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
         data = np.asarray(coo.data)
         data = data.astype(config.floatx()) if data.dtype.kind == "f" else data
-        value = torch.sparse_coo_tensor(indices, torch.from_numpy(data), tuple(coo.shape),
-                                        check_invariants=False).coalesce()
+        from lamina.graph import _coo
+
+        value = _coo(indices, torch.from_numpy(data), tuple(coo.shape))
     if isinstance(value, (list, tuple)) and value and _is_array_like(value[0]) and not np.isscalar(value[0]):
         if isinstance(value[0], (list, tuple)) and value[0] and np.isscalar(value[0][0]):
             raise TypeError(

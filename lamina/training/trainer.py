@@ -669,6 +669,14 @@ def _should_validate(epoch: int, validation_freq) -> bool:
     )
 
 
+def _to_device(model, trainer: Trainer, device) -> None:
+    """The model, and the optimizer state built or loaded elsewhere, onto the training device."""
+    model.to(device)
+    optimizer = trainer.optimizer
+    if optimizer is not None and getattr(optimizer, "built", False):
+        optimizer._follow_device(device)
+
+
 def _set_class_weight(trainer: Trainer, class_weight, device) -> None:
     if not class_weight:
         trainer._class_weight_table = None
@@ -692,7 +700,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
             "the class weights into sample_weight (sample_weight * weight of each sample's class)."
         )
     device = config.get_device()
-    model.to(device)
+    _to_device(model, trainer, device)
     if validation_split and validation_data is None:
         if data_module._is_iterable_source(x):
             raise ValueError(

@@ -70,7 +70,7 @@ def test_layer_auto_names_match_keras(keras):
 
 @pytest.mark.parametrize("name", ["Conv2D", "GRU", "MyCustomLayer", "ReLU", "PReLU", "Conv2DTranspose",
                                   "SimpleRNN", "MultiHeadAttention", "UpSampling2D", "LSTMCell", "Dense"])
-def test_layer_snake_case_matches_keras(name):
+def test_layer_snake_case_matches_keras(name, keras):
     from keras.src.utils.naming import to_snake_case
 
     assert _snake_case(name) == to_snake_case(name)
@@ -540,3 +540,16 @@ def test_input_spec_checked_on_call():
 
     with pytest.raises(ValueError, match="ndim=3"):
         Needs3D()(torch.ones(2, 2))
+
+
+def test_outermost_call_moves_inputs_to_the_weights_device():
+    # "meta" stands in for a GPU: a model whose weights moved is still called with NumPy.
+    from lamina import Input, Sequential
+    from lamina.layers import Dense
+
+    model = Sequential([Input((3,)), Dense(2), Dense(1)])
+    model.to("meta")
+    out = model(np.ones((4, 3), "float32"))
+    assert out.device.type == "meta" and tuple(out.shape) == (4, 1)
+    model.to_empty(device="cpu")  # the cached device follows every move
+    assert model(torch.ones(4, 3)).device.type == "cpu"

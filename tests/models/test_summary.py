@@ -247,7 +247,7 @@ def test_summary_bad_layer_range_raises():
 
 
 @pytest.mark.parametrize("size", [0, 620, 1023, 1024, 38440, 3.5 * 1024 ** 3, 2 * 1024 ** 5])
-def test_readable_memory_size_matches_keras(size):
+def test_readable_memory_size_matches_keras(size, keras):
     from keras.src.utils.summary_utils import readable_memory_size as keras_readable
 
     assert readable_memory_size(size) == keras_readable(size)

@@ -417,8 +417,8 @@ def test_step_does_not_sync_with_cuda(name, kwargs):
         assert optimizer._fused
     grads = [[g.cuda() for g in _grads(step, params)] for step in range(4)]
     torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    try:  # inside: a failure to switch it on must still switch it off
+        torch.cuda.set_sync_debug_mode("error")
         for step_grads in grads:
             for param, grad in zip(params, step_grads):
                 param.grad = grad

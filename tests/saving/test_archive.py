@@ -247,7 +247,7 @@ def test_archive_metadata_records_versions_and_utc_date(tmp_path):
     path = tmp_path / "model.lamina"
     write_archive(path, {}, {}, {"format_version": "99"})
     metadata = read_archive(path)[2]
-    assert metadata["lamina_version"] == importlib.metadata.version("lamina")
+    assert metadata["lamina_version"] == importlib.metadata.version("lamina") == lamina.__version__
     assert metadata["torch_version"] == torch.__version__
     assert metadata["format_version"] == archive.FORMAT_VERSION
     utc = datetime.timezone.utc

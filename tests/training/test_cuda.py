@@ -56,8 +56,8 @@ def test_train_steps_never_synchronise_with_the_host():
     model.fit(x[:32], y[:32], batch_size=16, verbose=0)  # builds the model, metrics and optimizer
     batches = list(data.make_batches(x, y, batch_size=16, shuffle=True, device=torch.device("cuda")))
     torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    try:  # inside: a failure to switch it on must still switch it off
+        torch.cuda.set_sync_debug_mode("error")
         for batch in batches:
             model.train_step(batch)
     finally:

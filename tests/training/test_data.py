@@ -285,7 +285,7 @@ def test_fit_and_predict_with_streamed_batches_match(monkeypatch):
         lamina.utils.set_random_seed(1)
         model = lamina.Sequential([lamina.Input((4,)), Dense(3, activation="tanh"), Dense(1)])
         model.compile(optimizer="sgd", loss="mse")
-        history = model.fit(x, y, batch_size=8, epochs=2, validation_split=0.2, verbose=0).history
+        history = model.fit(x, y, batch_size=8, epochs=2, validation_split=0.2, shuffle=False, verbose=0).history
         return history, model.predict(x, batch_size=16, verbose=0)
 
     plain_history, plain_pred = run()
