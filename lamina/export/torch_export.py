@@ -479,14 +479,16 @@ def export_torch(model, filepath, input_signature=None, verbose=None, **kwargs) 
         model.to("cpu")
     try:
         wrapper, sample, dynamic_shapes, signature = _prepare(model, input_signature, flat=False)
-        with inference_mode(wrapper), _quiet_export():
-            program = torch.export.export(wrapper, sample, dynamic_shapes=dynamic_shapes, **kwargs)
-    except Exception as error:  # torch raises many unrelated types; one clear message instead
-        raise _failed(model, "torch.export", error) from error
+        try:
+            with inference_mode(wrapper), _quiet_export():
+                program = torch.export.export(wrapper, sample, dynamic_shapes=dynamic_shapes, **kwargs)
+        except Exception as error:  # torch raises many unrelated types; one clear message instead
+            raise _failed(model, "torch.export", error) from error
+        # Saved before the model moves back: the program shares the model's parameter objects.
+        torch.export.save(program, path, extra_files={SIGNATURE_FILE: json.dumps(signature.to_json())})
     finally:
         if device.type != "cpu":
             model.to(device)
-    torch.export.save(program, path, extra_files={SIGNATURE_FILE: json.dumps(signature.to_json())})
     if verbose is None or verbose:
         print(f"Saved artifact at '{path}'.")
     return path

@@ -682,8 +682,10 @@ class Layer(nn.Module):
             if device is None:
                 device = self._find_weights_device()
             if device is not False:
-                current = first.device if isinstance(first, torch.Tensor) else _device_of(first)
-                if current is not None and current != device:
+                if isinstance(first, torch.Tensor):
+                    if first.device != device:
+                        args = tuple(_to_device(a, device) for a in args)
+                elif isinstance(first, (list, tuple, dict)):  # several inputs, maybe NumPy arrays
                     args = tuple(_to_device(a, device) for a in args)
         if training is None:
             training = bool(outer)
@@ -819,6 +821,8 @@ def _shape_of(x):
 def _to_device(x, device):
     if isinstance(x, torch.Tensor):
         return x.to(device)
+    if isinstance(x, np.ndarray):
+        return _to_tensor(x).to(device)
     if isinstance(x, (list, tuple)):
         return type(x)(_to_device(v, device) for v in x)
     if isinstance(x, dict):

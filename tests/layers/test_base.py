@@ -553,3 +553,14 @@ def test_outermost_call_moves_inputs_to_the_weights_device():
     assert out.device.type == "meta" and tuple(out.shape) == (4, 1)
     model.to_empty(device="cpu")  # the cached device follows every move
     assert model(torch.ones(4, 3)).device.type == "cpu"
+
+
+def test_outermost_call_moves_a_list_of_numpy_inputs_to_the_weights_device():
+    from lamina import Input, Model
+    from lamina.layers import Concatenate, Dense
+
+    a, b = Input((2,)), Input((3,))
+    model = Model([a, b], Dense(1)(Concatenate()([a, b])))
+    model.to("meta")
+    out = model([np.ones((4, 2), "float32"), np.ones((4, 3), "float32")])
+    assert out.device.type == "meta" and tuple(out.shape) == (4, 1)
