@@ -906,10 +906,53 @@ def _predict_step_of(model):
                                          or trainer.jit_compile or trainer._autocast_dtype is not None))):
         return step
 
+    steps = _plain_sequential_calls(model)
+    if steps is not None:
+        first = [True]
+
+        def sequential_step(batch):
+            # After a first batch through the full call (it builds and checks input specs),
+            # the layers' own `call`s run back to back: their __call__ only repeats checks
+            # that passed for the same trailing shape (every batch is a slice of one array).
+            if first[0]:
+                first[0] = False
+                return model(batch[0], training=False)
+            x = batch[0]
+            for call, takes_training in steps:
+                x = call(x, training=False) if takes_training else call(x)
+            return x
+
+        return sequential_step
+
     def eager_step(batch):
         return model(batch[0], training=False)
 
     return eager_step
+
+
+def _plain_sequential_calls(model):
+    """``[(layer.call, takes_training)]`` when ``model`` is a Sequential whose layers'
+    ``__call__`` adds nothing in inference beyond checks (no hooks, masks, activity
+    regularizers or nested layers); None otherwise."""
+    from torch.nn.modules import module as torch_module
+
+    from lamina.models.sequential import Sequential
+
+    if (type(model).call is not Sequential.call or type(model).__call__ is not Sequential.__call__
+            or model._forward_hooks or model._forward_pre_hooks
+            or torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks):
+        return None
+    steps = []
+    for layer in model._layers:
+        cls = type(layer)
+        if (cls.__call__ is not layer_base.Layer.__call__ or cls.forward is not layer_base.Layer.forward
+                or cls.compute_mask is not layer_base.Layer.compute_mask
+                or layer.activity_regularizer is not None or layer._forward_hooks or layer._forward_pre_hooks
+                or next(layer.children(), None) is not None):
+            return None
+        takes_training, _ = layer_base._CALL_SIGNATURES.get(cls) or layer._call_flags()
+        steps.append((layer.call, takes_training))
+    return steps
 
 
 def _to_numpy_structure(value):

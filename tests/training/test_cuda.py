@@ -129,7 +129,8 @@ def test_mixed_precision_trains_on_cuda(policy):
 
 # Importing inductor warns about torch.jit deprecations; with TF32 off it may say so.
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:.*TensorFloat32 tensor cores:UserWarning",
-                            "ignore:\\s*Online softmax is disabled:UserWarning")
+                            "ignore:\\s*Online softmax is disabled:UserWarning",
+                            "ignore:The CUDA Graph is empty:UserWarning")
 def test_jit_compile_reduce_overhead_uses_cuda_graphs_and_matches_eager(monkeypatch):
     monkeypatch.delenv("LAMINA_COMPILE_BACKEND", raising=False)
     torch._dynamo.reset()

@@ -762,3 +762,27 @@ def test_predict_keeps_only_the_result_and_one_batch():
     assert len(refs) == 4096 // 64 and max(alive_behind) == 0
     assert peak < result.nbytes + 256 * 1024  # the result plus a bounded working set
     np.testing.assert_allclose(result[-64:], model.predict_on_batch(x[-64:]), rtol=1e-6)
+
+
+def test_predict_fast_sequential_path_matches_model_calls():
+    from lamina.layers import BatchNormalization, Dropout
+    from lamina.training import trainer as trainer_module
+
+    model = lamina.Sequential([lamina.Input((4,)), Dense(6, activation="relu"), BatchNormalization(),
+                               Dropout(0.5), Dense(2, activation="softmax")])
+    model.layers[1].moving_mean.data.fill_(0.3)  # inference must use the moving statistics
+    x = np.random.RandomState(0).randn(37, 4).astype("float32")
+    assert trainer_module._plain_sequential_calls(model) is not None
+    expected = model(torch.from_numpy(x), training=False).detach().numpy()
+    np.testing.assert_allclose(model.predict(x, batch_size=5, verbose=0), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_predict_fast_sequential_path_steps_aside_for_hooks():
+    from lamina.training import trainer as trainer_module
+
+    model = lamina.Sequential([lamina.Input((4,)), Dense(3)])
+    calls = []
+    model.layers[0].register_forward_hook(lambda module, inputs, output: calls.append(1))
+    assert trainer_module._plain_sequential_calls(model) is None
+    model.predict(np.ones((10, 4), "float32"), batch_size=2, verbose=0)
+    assert len(calls) == 5
