@@ -10,7 +10,8 @@ biases, Adam(1e-3, epsilon=1e-7)):
   W6  ResNet-18 (lamina.applications.ResNet18, 32x32x3 images, 10 classes) against the same
       architecture written by hand in PyTorch, batch 64, a few training steps (no lamina-jit:
       inductor takes minutes to compile it on a CPU)
-Systems, interleaved (A B C A B C ...) and repeated: lamina (eager), lamina-jit
+Systems, interleaved (A B C A B C ...) and repeated: lamina (eager), lamina-bf16 (eager under the
+"mixed_bfloat16" policy, on W2 and W6), lamina-jit
 (compile(jit_compile=True): torch.compile with inductor; compiling happens in the warm-up and
 is reported apart, as compile_s: the first model's, as later models of the same architecture
 reuse its graphs), the lean hand-written loop (pre-made tensors, a
@@ -225,9 +226,15 @@ def _warmup_size(size: int, batch_size: int) -> int:
     return batch_size * 5 + size % batch_size
 
 
-def run_lamina(kind, x, y, batch_size, jit_compile=False):
-    model = {"mlp": lamina_mlp, "convnet": lamina_convnet, "lstm": lamina_lstm,
-             "resnet18": lamina_resnet18}[kind](jit_compile)
+def run_lamina(kind, x, y, batch_size, jit_compile=False, policy=None):
+    import lamina
+
+    lamina.mixed_precision.set_global_policy(policy or "float32")
+    try:
+        model = {"mlp": lamina_mlp, "convnet": lamina_convnet, "lstm": lamina_lstm,
+                 "resnet18": lamina_resnet18}[kind](jit_compile)
+    finally:
+        lamina.mixed_precision.set_global_policy("float32")  # compile() has read it
     warm = _warmup_size(len(x), batch_size)
     model.fit(x[:warm], y[:warm], batch_size=batch_size, epochs=1, verbose=0)  # warm-up
     if jit_compile:
@@ -374,6 +381,8 @@ def measure(name, spec, repeats, jit=True, peer_python=None, peer_backends=(), t
                    "lean": lambda: run_lean(kind, x, y, batch_size),
                    "lean-kloss": lambda: run_lean(kind, x, y, batch_size, loss_fn=_keras_loss),
                    "dataloader": lambda: run_dataloader(kind, x, y, batch_size)}
+        if kind in ("convnet", "resnet18"):  # mixed_bfloat16: torch.autocast(bfloat16) on the CPU
+            systems["lamina-bf16"] = lambda: run_lamina(kind, x, y, batch_size, policy="mixed_bfloat16")
     if peer_python and name in peers.WORKLOADS:
         for backend in peer_backends:
             systems[f"keras-{backend}"] = (lambda b=backend: run_peer(peer_python, b, name, threads, quick))
