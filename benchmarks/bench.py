@@ -283,7 +283,7 @@ def run_dataloader(kind, x, y, batch_size):
             loss.backward()
             optimizer.step()
 
-    epoch(torch.utils.data.Subset(data, range(_warmup_size(len(x), batch_size))))
+    epoch(torch.utils.data.Subset(data, range(min(len(x), _warmup_size(len(x), batch_size)))))
     with _timed() as timer:
         epoch(data)
     return timer.seconds
