@@ -8,9 +8,8 @@ and training live elsewhere.
 
 from __future__ import annotations
 
-import itertools
-
 import inspect
+import itertools
 import re
 import sys
 import threading

@@ -268,24 +268,14 @@ class BatchNormalization(Layer):
         # stats with the unbiased one; with momentum=1 fresh scratch vectors (the backward
         # pass reads them: they cannot be reused) receive the batch mean and unbiased
         # variance. Multi-tensor kernels then apply Keras's update,
-        # moving * momentum + stat * (1 - momentum), the variance rescaled to the biased one:
-        # five small kernel launches in all, where one per operation took twelve.
+        # moving * momentum + stat * (1 - momentum), the variance rescaled to the biased one
+        # (_update_moving): five small kernel launches in all, where one per operation took twelve.
         channels = x.shape[axis]
         count = x.numel() // channels
         stats = list(x.new_zeros((2, channels)).unbind(0))
         view, restore = _channels_second(x, axis)
         out = restore(F.batch_norm(view, stats[0], stats[1], gamma, beta, True, 1.0, self.epsilon))
-        with torch.no_grad():
-            momentum = self.momentum
-            moving = [self.moving_mean, self.moving_variance]
-            if moving[0].dtype != x.dtype:
-                self._assign_average(moving[0], stats[0], momentum)
-                self._assign_average(moving[1], stats[1] * ((count - 1) / count), momentum)
-            else:
-                rest = 1.0 - momentum
-                scaled = torch._foreach_mul(stats, [rest, rest * (count - 1) / count])
-                torch._foreach_mul_(moving, momentum)
-                torch._foreach_add_(moving, scaled)
+        self._update_moving(stats[0], stats[1], variance_scale=(count - 1) / count)
         return out
 
     def _train_explicit(self, x, axis, gamma, beta, mask):
@@ -297,9 +287,7 @@ class BatchNormalization(Layer):
         if self.renorm:
             gamma, beta = self._renorm(mean, variance, gamma, beta)
         else:
-            with torch.no_grad():
-                self._assign_average(self.moving_mean, mean.detach(), self.momentum)
-                self._assign_average(self.moving_variance, variance.detach(), self.momentum)
+            self._update_moving(mean, variance)
         shape = _channel_shape(x.ndim, axis, x.shape[axis])
         multiplier = torch.rsqrt(variance + self.epsilon)
         if gamma is not None:
@@ -345,6 +333,22 @@ class BatchNormalization(Layer):
             moving_stddev = self.moving_stddev.to(dtype)
             self.moving_variance.copy_(torch.relu(moving_stddev * moving_stddev - self.epsilon))
         return new_gamma, new_beta
+
+    def _update_moving(self, mean, variance, variance_scale=1.0):
+        """Keras's update of the moving statistics, ``moving * momentum + stat * (1 - momentum)``,
+        the variance scaled by ``variance_scale`` first: two multi-tensor kernels when the
+        dtypes agree (one launch each on CUDA), the plain expression otherwise."""
+        moving = [self.moving_mean, self.moving_variance]
+        momentum = self.momentum
+        with torch.no_grad():
+            if moving[0].dtype != mean.dtype:
+                self._assign_average(moving[0], mean, momentum)
+                self._assign_average(moving[1], variance * variance_scale, momentum)
+            else:
+                rest = 1.0 - momentum
+                scaled = torch._foreach_mul([mean, variance], [rest, rest * variance_scale])
+                torch._foreach_mul_(moving, momentum)
+                torch._foreach_add_(moving, scaled)
 
     @staticmethod
     def _assign_average(variable, value, momentum):

@@ -184,8 +184,10 @@ class Model(Layer):
         >>> sorted(model.get_metrics_result())
         ['loss', 'mae']
         """
+        from lamina.training.trainer import _logs_floats
+
         logs = None if self._trainer is None else self._trainer.logs
-        return {} if logs is None else dict(logs.floats() if hasattr(logs, "floats") else logs)
+        return {} if logs is None else _logs_floats(logs)
 
     def reset_metrics(self) -> None:
         """Reset the state of every metric."""
@@ -315,12 +317,10 @@ class Model(Layer):
 
     def _device_for_batch(self):
         from lamina import config
+        from lamina.training.trainer import _move_to_device
 
         device = config.get_device()
-        self.to(device)
-        optimizer = None if self._trainer is None else self._trainer.optimizer
-        if optimizer is not None and getattr(optimizer, "built", False):
-            optimizer._follow_device(device)
+        _move_to_device(self, self._trainer, device)
         return device
 
     @staticmethod

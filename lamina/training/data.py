@@ -9,6 +9,7 @@ cannot be sliced) through. Python generators, ``torch.utils.data.Dataset`` and
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from typing import Iterator
@@ -267,7 +268,7 @@ class HostBatches:
             slot = step % 2
             if events[slot] is not None:
                 events[slot].synchronize()  # the copies out of this slot's buffers are done
-            counter = iter(range(1 << 30))
+            counter = itertools.count()  # one staging buffer per tensor of the batch
             moved = tuple(_map(lambda t: self._send(t, (slot, next(counter))), part) for part in batch)
             if self._cuda:
                 events[slot] = torch.cuda.Event()

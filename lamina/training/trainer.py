@@ -669,10 +669,10 @@ def _should_validate(epoch: int, validation_freq) -> bool:
     )
 
 
-def _to_device(model, trainer: Trainer, device) -> None:
+def _move_to_device(model, trainer: Trainer | None, device) -> None:
     """The model, and the optimizer state built or loaded elsewhere, onto the training device."""
     model.to(device)
-    optimizer = trainer.optimizer
+    optimizer = None if trainer is None else trainer.optimizer
     if optimizer is not None and getattr(optimizer, "built", False):
         optimizer._follow_device(device)
 
@@ -700,7 +700,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
             "the class weights into sample_weight (sample_weight * weight of each sample's class)."
         )
     device = config.get_device()
-    _to_device(model, trainer, device)
+    _move_to_device(model, trainer, device)
     if validation_split and validation_data is None:
         if data_module._is_iterable_source(x):
             raise ValueError(
