@@ -128,6 +128,17 @@ def _fmt(shape) -> str:
     return "(" + ", ".join("None" if s is None else str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def _jit_tracing() -> bool:
+    """True while ``torch.compile`` traces a step (jit_compile), not in eager mode or ``torch.export``.
+
+    Layers use it to pick formulations that compile well; an export keeps the eager ops.
+    """
+    if not torch.compiler.is_compiling():
+        return False
+    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.6
+    return exporting is None or not exporting()
+
+
 def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
     inv = [0] * len(perm)
     for i, p in enumerate(perm):

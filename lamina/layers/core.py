@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from lamina import registry
-from lamina.layers.base import InputSpec, Layer, deprecated_argument
+from lamina.layers.base import InputSpec, Layer, _jit_tracing, deprecated_argument
 
 __all__ = ["Dense", "Activation", "Dropout", "Flatten", "Reshape"]
 
@@ -241,6 +241,11 @@ class Dropout(Layer):
         if not training or self.rate == 0:
             return inputs
         if self.noise_shape is None and self.seed is None:
+            if _jit_tracing() and self.rate < 1:
+                # The same mask distribution and scaling as F.dropout, in ops torch.compile
+                # can trace with a dynamic batch size under torch.func.grad.
+                keep = torch.rand_like(inputs) >= self.rate
+                return inputs * keep.to(inputs.dtype) * (1.0 / (1.0 - self.rate))
             return F.dropout(inputs, self.rate, True)
         shape = inputs.shape if self.noise_shape is None else tuple(
             inputs.shape[i] if s is None else s for i, s in enumerate(self.noise_shape))

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lamina import config, registry
-from lamina.layers.base import InputSpec, Layer
+from lamina.layers.base import InputSpec, Layer, _jit_tracing
 
 __all__ = ["SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells", "RNN", "SimpleRNN", "LSTM", "GRU"]
 
@@ -62,6 +62,14 @@ def _last_valid(outputs: torch.Tensor, initial: torch.Tensor, lengths: torch.Ten
 
 
 def _run_kernel(kernel, x, *args):
+    if _jit_tracing():
+        # torch.compile would decompose the fused kernel into one set of ops per time step
+        # (minutes of compiling for a slower loop); run it eagerly, as it does for nn.LSTM.
+        return _eager_kernel(kernel, x, *args)
+    return _call_kernel(kernel, x, *args)
+
+
+def _call_kernel(kernel, x, *args):
     # On CUDA, cuDNN warns on every call that per-call parameter lists are "not part of single
     # contiguous chunk of memory" and compacts them; that copy is the price of keeping weights in
     # Keras's layout, so the warning carries no information here.
@@ -70,6 +78,11 @@ def _run_kernel(kernel, x, *args):
             warnings.filterwarnings("ignore", message="RNN module weights are not part")
             return kernel(x, *args)
     return kernel(x, *args)
+
+
+@torch.compiler.disable
+def _eager_kernel(kernel, x, *args):
+    return _call_kernel(kernel, x, *args)
 
 
 # ------------------------------------------------------------------------------------ cells

@@ -4,12 +4,14 @@
 are thin wrappers around it. Batching lives in ``training/data.py``, callbacks in
 ``training/callbacks.py``. The per-step path does no host synchronisation: losses
 and metrics accumulate on the device and are read when a callback asks for them.
-``jit_compile=True`` runs the forward pass and loss through ``torch.compile`` (its
-backward is compiled with it); a mixed precision policy runs them under ``torch.autocast``.
+``jit_compile=True`` compiles the train step's forward pass, loss and gradients as one
+``torch.compile`` graph (``torch.func.grad`` of the loss as a function of the weights); a
+mixed precision policy runs them under ``torch.autocast``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -257,7 +259,7 @@ class Trainer:
         for layer in model._flatten_layers():
             for attr, reg in layer._weight_regularizers.items():
                 if layer._trainable:
-                    self._regularized.append((reg, layer._tensor(attr), layer._weight_layouts.get(attr)))
+                    self._regularized.append((reg, layer, attr, layer._weight_layouts.get(attr)))
         self._constrained = any(l._weight_constraints for l in model._flatten_layers())
 
     @property
@@ -317,7 +319,9 @@ class Trainer:
             if head.weight is not None:
                 value = value * head.weight
             total = value if total is None else total + value
-        for reg, tensor, perm in self._regularized:
+        for reg, layer, attr, perm in self._regularized:
+            # Read the weight now: under jit_compile's functional_call it is the traced value.
+            tensor = layer._tensor(attr)
             value = reg(tensor if perm is None else tensor.permute(layer_base._inverse(perm)))
             total = value if total is None else total + value
         for owner in layer_base._LOSS_OWNERS:
@@ -456,12 +460,58 @@ class Trainer:
             jit = self._jit[kind] = _Jit(fn, self, kind)
         return None if jit.failed else jit
 
-    # The functions jit_compile=True traces (forward pass and loss of each kind of step).
+    # The functions jit_compile=True traces.
+    def _train_grads(self, values, x, y, sample_weight):
+        """Outputs, loss and the gradients of ``values`` (the trained weights) in one function.
+
+        What ``jit_compile=True`` compiles for a train step: ``torch.func.grad`` of the
+        loss, with the weights swapped in by ``functional_call``, so the forward and
+        backward passes are one graph and no autograd engine runs between them.
+        """
+        module, names = self._loss_module, self._grad_names
+
+        def loss_of(values):
+            y_pred, loss = torch.func.functional_call(module, dict(zip(names, values)),
+                                                      (x, y, sample_weight))
+            heads = [value for _, value in self._head_losses]
+            return self.optimizer.scale_loss(loss), (y_pred, loss, heads)
+
+        grads, (y_pred, loss, heads) = torch.func.grad(loss_of, has_aux=True)(values)
+        # The per-head losses kept for the logs must be the unwrapped values, not grad's.
+        self._head_losses = [(head, value) for (head, _), value in zip(self._head_losses, heads)]
+        return grads, y_pred, loss
+
+    def _whole_step_weights(self):
+        """The weights the whole-step graph differentiates: those the eager first step gave a gradient.
+
+        A weight that gets no gradient (not used by the loss) stays out, so the optimizer
+        skips it as it does in eager mode instead of seeing a zero gradient.
+        """
+        params = [p for p in self.model.trainable_weights if p.requires_grad and p.grad is not None]
+        self._loss_module = _TrainLoss(self)
+        names = {id(p): name for name, p in self._loss_module.named_parameters()}
+        if not params or any(id(p) not in names for p in params):
+            return None
+        self._grad_names = [names[id(p)] for p in params]
+        return params
+
     def _train_forward(self, x, y, sample_weight):
         return self._forward_loss(x, y, sample_weight, True)
 
     def _test_forward(self, x, y, sample_weight):
         return self._forward_loss(x, y, sample_weight, False)
+
+
+class _TrainLoss(torch.nn.Module):
+    """A train step's forward pass and loss as a module of the model's weights (for functional_call)."""
+
+    def __init__(self, trainer: Trainer):
+        super().__init__()
+        self.model = trainer.model
+        self.trainer = trainer
+
+    def forward(self, x, y, sample_weight):
+        return self.trainer._forward_loss(x, y, sample_weight, True)
 
 
 def _num_samples(x) -> int:
@@ -519,12 +569,20 @@ def _compile_counter() -> int:
 class _Jit:
     """One step function compiled with ``torch.compile``, with Keras-style fallback.
 
+    A train step compiles whole: forward pass, loss and gradients as one graph
+    (``Trainer._train_grads``, traced with ``fullgraph=True``); the optimizer then applies
+    the gradients with its fused multi-tensor kernels. A model that cannot be traced as one
+    graph (a graph break, e.g. a recurrent layer's fused kernel, or losses added with
+    ``add_loss``) compiles its forward pass and loss instead, with the backward pass
+    compiled alongside by AOTAutograd and run by the autograd engine.
+
     The batch axis is compiled as dynamic, so an epoch's last, smaller batch reuses the
     graph. If compiling or running fails, the step is retried with static shapes (the
-    last batch then compiles once more); if that fails too, it warns with the reason and
-    the trainer runs that step, and all later ones, eagerly. Time spent compiling is
-    added to ``Trainer.compile_time`` and logged. Inductor caches what it compiles on
-    disk (``TORCHINDUCTOR_CACHE_DIR``), so a second process skips code generation.
+    last batch then compiles once more), then (train steps) as forward pass and loss only;
+    if that fails too, it warns with the reason and the trainer runs that step, and all
+    later ones, eagerly. Time spent compiling is added to ``Trainer.compile_time`` and
+    logged. Inductor caches what it compiles on disk (``TORCHINDUCTOR_CACHE_DIR``), so a
+    second process skips code generation.
     """
 
     def __init__(self, fn, trainer: Trainer, kind: str):
@@ -539,13 +597,17 @@ class _Jit:
         # CUDA graphs (reduce-overhead, max-autotune) reuse their output memory at the next
         # replay: steps are marked, and predict outputs, which may be kept, are copied.
         self.graphs = self.mode in ("reduce-overhead", "max-autotune")
+        # Train steps: the weights differentiated by the whole-step graph (None: forward only).
+        self.params = trainer._whole_step_weights() if kind == "train" else None
         self._compile()
 
     def _compile(self) -> None:
         began = time.perf_counter()  # the first torch.compile call also imports dynamo/inductor
         try:
             options = {} if self.mode is None else {"mode": self.mode}
-            self.compiled = torch.compile(_own_code(self.eager), backend=self.backend,
+            whole = self.params is not None
+            fn = self.trainer._train_grads if whole else self.eager
+            self.compiled = torch.compile(_own_code(fn), backend=self.backend, fullgraph=whole,
                                           dynamic=None if self.dynamic else False, **options)
         except Exception as error:  # noqa: BLE001 - e.g. an unknown backend name
             self._fail(error)
@@ -577,10 +639,20 @@ class _Jit:
     def _retry(self, error, start) -> bool:
         """After a failed compiled call: True to retry with static shapes, False to run eagerly."""
         self.trainer.compile_time += time.perf_counter() - start[1]
-        if self.dynamic:
+        from torch._dynamo.exc import Unsupported
+
+        # A graph break is not about shapes: a whole train step goes straight to forward-only.
+        if self.dynamic and not (self.params is not None and isinstance(error, Unsupported)):
             _LOGGER.info("lamina: compiling the %s step with a dynamic batch size failed (%s: %s); "
                          "retrying with static shapes", self.kind, type(error).__name__, error)
             self.dynamic = False
+            self._compile()
+            return not self.failed
+        if self.params is not None:
+            _LOGGER.info("lamina: compiling the whole train step as one graph failed (%s: %s); "
+                         "compiling its forward pass and loss instead", type(error).__name__, error)
+            self.params = None
+            self.dynamic = True
             self._compile()
             return not self.failed
         self._fail(error)
@@ -600,9 +672,11 @@ class _Jit:
         while True:
             start = self._begin(args)
             try:
-                result = self.compiled(*args)
+                with _quiet_tracing():
+                    result = self.compiled(*args)
             except Exception as error:  # noqa: BLE001 - any compile failure falls back, as promised
                 if self._retry(error, start):
+                    args = _unmarked(args)
                     continue
                 return self.eager(*args)
             self._end(start)
@@ -611,14 +685,23 @@ class _Jit:
             return result
 
     def run_train(self, trainer: Trainer, x, y, sample_weight):
-        """Compiled forward and loss, then the backward pass (compiled by AOTAutograd)."""
+        """Outputs and loss, with the weights' ``.grad`` set for the optimizer's step."""
         while True:
             start = self._begin((x, y, sample_weight))
             try:
-                y_pred, loss = self.compiled(x, y, sample_weight)
-                trainer._backward(loss)
+                if self.params is None:  # compiled forward and loss; AOTAutograd's backward
+                    with _quiet_tracing():
+                        y_pred, loss = self.compiled(x, y, sample_weight)
+                    trainer._backward(loss)
+                else:
+                    # func.grad differentiates inside the graph; outside it nothing is recorded.
+                    with torch.no_grad():
+                        grads, y_pred, loss = self.compiled(self.params, x, y, sample_weight)
+                    for param, grad in zip(self.params, grads):
+                        param.grad = grad
             except Exception as error:  # noqa: BLE001
                 if self._retry(error, start):
+                    x, y, sample_weight = _unmarked((x, y, sample_weight))
                     continue
                 return trainer._forward_backward(x, y, sample_weight)
             self._end(start)
@@ -957,6 +1040,24 @@ def _plain_sequential_calls(model):
 
 def _to_numpy_structure(value):
     return _map_structure(lambda t: t.detach().cpu().numpy(), value)
+
+
+@contextlib.contextmanager
+def _quiet_tracing():
+    """Silence what torch warns about while Dynamo resumes after a graph break.
+
+    Tracing the frame after a graph break, Dynamo reads ``.grad`` of the intermediate
+    tensors it receives, and torch warns that a non-leaf tensor's ``.grad`` is not
+    populated: the warning is about Dynamo's own inspection, not the user's code.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The \.grad attribute of a Tensor that is not a leaf")
+        yield
+
+
+def _unmarked(args):
+    """The same tensors as new views: the failed try's dynamic-batch marks stay on the old objects."""
+    return _map_structure(lambda t: t.view_as(t) if isinstance(t, torch.Tensor) else t, args)
 
 
 def _map_structure(fn, value):

@@ -470,3 +470,41 @@ def test_global_average_pooling_1d_after_masking_in_model_matches_keras(keras):
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
     unmasked = x.mean(axis=1) @ reference.get_weights()[0] + reference.get_weights()[1]
     assert not np.allclose(expected, unmasked, atol=1e-3)  # the mask changed the answer
+
+
+@pytest.mark.parametrize("shape, pool", [((3, 8, 8, 4), (2, 2)), ((2, 7, 9, 3), (2, 2)),
+                                         ((2, 9, 9, 2), (3, 3)), ((2, 6, 7, 5), (2, 3))])
+def test_tiled_max_pool_matches_torch_values_and_first_max_gradients(shape, pool):
+    from lamina.layers.pooling import _TiledMaxPool2D
+
+    # Small integers: many windows hold tied maxima, whose gradient goes to the first one.
+    torch.manual_seed(0)
+    x = torch.randint(-2, 3, shape).float().requires_grad_()
+    reference = x.detach().clone().requires_grad_()
+    out = _TiledMaxPool2D.apply(x, pool)
+    expected = torch.nn.functional.max_pool2d(reference.movedim(-1, 1), pool).movedim(1, -1)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    upstream = torch.randn(expected.shape)
+    out.backward(upstream)
+    expected.backward(upstream)
+    torch.testing.assert_close(x.grad, reference.grad, rtol=0, atol=0)
+
+
+def test_max_pooling_under_torch_compile_matches_eager():
+    layer = MaxPooling2D(2)
+    x = torch.randn(4, 6, 5, 3)
+    layer(x)  # build
+
+    def loss_and_grad(fn, x):
+        x = x.clone().requires_grad_()
+        out = fn(x)
+        (out * torch.arange(out.numel()).reshape(out.shape)).sum().backward()
+        return out.detach(), x.grad
+
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    got = loss_and_grad(compiled, x)
+    torch._dynamo.reset()
+    want = loss_and_grad(layer, x)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

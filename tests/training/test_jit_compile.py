@@ -143,3 +143,116 @@ def test_jit_compile_default_mode_is_plain_true():
 def test_jit_compile_rejects_unknown_mode():
     with pytest.raises(ValueError, match="reduce-overhead"):
         _model("fastest")
+
+
+def _fit_pair(build, x, y, loss="categorical_crossentropy", epochs=2, batch_size=16):
+    """The same model (same initial weights) fitted eagerly and with jit_compile=True."""
+    histories, models = [], []
+    weights = None
+    for jit_compile in (False, True):
+        lamina.clear_session()
+        model = build()
+        if weights is None:
+            weights = model.get_weights()
+        else:
+            model.set_weights(weights)
+        model.compile(optimizer=lamina.optimizers.Adam(0.01), loss=loss, metrics=["accuracy"],
+                      jit_compile=jit_compile)
+        histories.append(model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False,
+                                   verbose=0).history)
+        models.append(model)
+    return histories, models
+
+
+def test_jit_compile_train_step_is_one_graph_of_forward_and_backward(aot_eager):
+    x, y = _data()
+    (eager_history, jit_history), (eager, jit) = _fit_pair(
+        lambda: lamina.Sequential([lamina.Input((5,)), Dense(8, activation="relu"),
+                                   Dense(3, activation="softmax")]), x, y)
+    step = jit._trainer._jit["train"]
+    assert step.params is not None  # the whole-step graph (torch.func.grad), not forward-only
+    assert [tuple(p.shape) for p in step.params] == [(8, 5), (8,), (3, 8), (3,)]
+    np.testing.assert_allclose(jit_history["loss"], eager_history["loss"], rtol=1e-5, atol=1e-6)
+
+
+def test_jit_compile_whole_step_batchnorm_statistics_and_regularizer_match_eager(aot_eager):
+    rng = np.random.RandomState(1)
+    x = rng.randn(40, 6, 6, 2).astype("float32")
+    y = np.eye(3, dtype="float32")[rng.randint(0, 3, 40)]
+
+    def build():
+        return lamina.Sequential([
+            lamina.Input((6, 6, 2)),
+            lamina.layers.Conv2D(4, 3, kernel_regularizer=lamina.regularizers.L2(0.05)),
+            lamina.layers.BatchNormalization(),
+            lamina.layers.Activation("relu"),
+            lamina.layers.Flatten(),
+            Dense(3, activation="softmax"),
+        ])
+
+    (eager_history, jit_history), (eager, jit) = _fit_pair(build, x, y)
+    assert jit._trainer._jit["train"].params is not None
+    # The L2 term is part of the loss and of its gradient (weights would drift apart otherwise).
+    np.testing.assert_allclose(jit_history["loss"], eager_history["loss"], rtol=1e-5, atol=1e-6)
+    # BatchNormalization's moving mean and variance (non-trainable) are updated by the graph.
+    for a, b in zip(jit.get_weights(), eager.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    moving_mean = jit.layers[1].moving_mean.detach().numpy()
+    assert np.abs(moving_mean).max() > 0
+
+
+def test_jit_compile_dropout_traces_with_a_dynamic_batch(aot_eager):
+    x, y = _data()
+
+    def build():
+        return lamina.Sequential([lamina.Input((5,)), Dense(16, activation="relu"),
+                                  lamina.layers.Dropout(0.5), Dense(3, activation="softmax")])
+
+    lamina.clear_session()
+    model = build()
+    model.compile(optimizer="adam", loss="categorical_crossentropy", jit_compile=True)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    step = model._trainer._jit["train"]
+    assert step.params is not None and step.dynamic  # no retry with static shapes was needed
+
+
+def test_dropout_under_torch_compile_keeps_keras_scaling():
+    layer = lamina.layers.Dropout(0.25)
+    inputs = torch.ones(4000, 50)
+    compiled = torch.compile(lambda t: layer(t, training=True), backend="aot_eager", fullgraph=True)
+    torch._dynamo.reset()
+    out = compiled(inputs)
+    torch._dynamo.reset()
+    # Each value is dropped, or kept and scaled by 1 / (1 - rate).
+    np.testing.assert_allclose(np.unique(out.numpy()), [0.0, 1 / 0.75], rtol=1e-6)
+    assert abs(float((out == 0).float().mean()) - 0.25) < 0.01
+
+
+def test_jit_compile_recurrent_model_compiles_forward_only_and_matches_eager(aot_eager):
+    rng = np.random.RandomState(2)
+    x = rng.randint(0, 20, (24, 7))
+    y = rng.randint(0, 2, (24, 1)).astype("float32")
+
+    def build():
+        return lamina.Sequential([lamina.Input((7,), dtype="int64"), lamina.layers.Embedding(20, 4),
+                                  lamina.layers.LSTM(5), Dense(1, activation="sigmoid")])
+
+    (eager_history, jit_history), (eager, jit) = _fit_pair(build, x, y, loss="binary_crossentropy",
+                                                           batch_size=8)
+    step = jit._trainer._jit["train"]
+    # The LSTM's fused kernel runs eagerly (a graph break), so the step compiles forward-only.
+    assert step.params is None and not step.failed
+    np.testing.assert_allclose(jit_history["loss"], eager_history["loss"], rtol=1e-5, atol=1e-6)
+
+
+def test_jit_compile_add_loss_model_falls_back_to_forward_only(aot_eager):
+    x, y = _data()
+
+    def build():
+        return lamina.Sequential([lamina.Input((5,)),
+                                  Dense(8, activation="relu", activity_regularizer="l2"),
+                                  Dense(3, activation="softmax")])
+
+    (eager_history, jit_history), (eager, jit) = _fit_pair(build, x, y)
+    assert not jit._trainer._jit["train"].failed
+    np.testing.assert_allclose(jit_history["loss"], eager_history["loss"], rtol=1e-5, atol=1e-6)
