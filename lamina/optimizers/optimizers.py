@@ -154,14 +154,20 @@ class Adam(Optimizer):
         self._velocity_hats = (
             self.add_optimizer_variables(variables, "velocity_hat") if self.amsgrad else []
         )
-        # torch's fused kernel counts steps per tensor; these mirror `iterations`.
+        # torch's fused kernel reads a step count per tensor; these mirror `iterations`.
         self._fused = _fused_adam_supported(self._params)
-        self._steps = [
-            torch.zeros((), dtype=torch.float32, device=param.device) for param in self._params
-        ] if self._fused else []
         # One device and dtype: call the fused kernel directly, skipping torch.optim's
         # per-step regrouping of the tensors (tens of microseconds of python per step).
         self._fused_direct = self._fused and len({(p.device, p.dtype) for p in self._params}) == 1
+        if self._fused_direct:
+            # The kernel only reads the counts: one tensor serves every variable, and a
+            # step increments it once (a multi-tensor add over all of them cost ~30 us on a CPU).
+            count = torch.zeros((), dtype=torch.float32, device=self._params[0].device)
+            self._steps = [count] * len(self._params)
+        else:
+            self._steps = [
+                torch.zeros((), dtype=torch.float32, device=param.device) for param in self._params
+            ] if self._fused else []
 
     def _iterations_changed(self):
         for step in self._steps:
@@ -178,7 +184,12 @@ class Adam(Optimizer):
         else:
             self._apply_weight_decay(params, indices, learning_rate)
         steps = self._select(self._steps, indices)
-        if indices is not None:
+        if self._fused_direct:
+            if indices is not None:
+                # torch.optim's function below increments each count it is given: fresh ones.
+                steps = [torch.full_like(self._steps[0], float(self.iterations)) for _ in steps]
+            self._steps[0].add_(1)
+        elif indices is not None:
             # Keep skipped variables' step counts equal to `iterations`.
             chosen = set(indices)
             skipped = [step for i, step in enumerate(self._steps) if i not in chosen]
@@ -189,7 +200,6 @@ class Adam(Optimizer):
         # epsilon to sqrt(v) itself, so scale eps to make the two updates identical.
         eps = self.epsilon / math.sqrt(bias_correction_2) if bias_correction_2 > 0 else math.inf
         if self._fused_direct and indices is None:
-            torch._foreach_add_(steps, 1)
             kernel = torch._fused_adamw_ if weight_decay else torch._fused_adam_
             kernel(
                 params, grads, self._momentums, self._velocities, self._velocity_hats, steps,

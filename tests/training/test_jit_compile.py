@@ -256,3 +256,19 @@ def test_jit_compile_add_loss_model_falls_back_to_forward_only(aot_eager):
     (eager_history, jit_history), (eager, jit) = _fit_pair(build, x, y)
     assert not jit._trainer._jit["train"].failed
     np.testing.assert_allclose(jit_history["loss"], eager_history["loss"], rtol=1e-5, atol=1e-6)
+
+
+def test_jit_compile_whole_step_follows_a_change_of_arguments(aot_eager):
+    # The compiled step keeps the guards on its arguments: a fit with sample weights after
+    # one without (same shapes otherwise) must not reuse the graph traced without them.
+    x, y = _data()
+    weights = np.random.RandomState(3).uniform(0.0, 2.0, len(x)).astype("float32")
+    eager, jit = _pair()
+    results = []
+    for model in (eager, jit):
+        first = model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0).history["loss"]
+        second = model.fit(x, y, sample_weight=weights, batch_size=16, epochs=1, shuffle=False,
+                           verbose=0).history["loss"]
+        results.append(first + second)
+    assert jit._trainer._jit["train"].params is not None
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-5, atol=1e-6)
