@@ -32,43 +32,49 @@ class _TiledMaxPool2D(torch.autograd.Function):
     """Max pooling over non-overlapping windows of an NHWC tensor, for torch.compile.
 
     The same values and gradients as ``F.max_pool2d`` (each window's gradient goes to its
-    first maximum in row-major order, as in TensorFlow and torch), written as a window
-    reduction and masked selects that inductor fuses into vectorised loops over the
-    channels; its lowering of ``max_pool2d_with_indices`` backward scatters element by
-    element (a third of a small convnet's step on the CPU).
+    first maximum in row-major order, as in TensorFlow and torch), written so that inductor
+    fuses it into vectorised loops over the channels: the forward pass reduces each window
+    to its maximum and the position of its first maximum, the backward pass broadcasts the
+    gradient to that position. Inductor's own lowering of ``max_pool2d_with_indices``
+    backward scatters element by element (a third of a small convnet's step on the CPU).
     """
 
     @staticmethod
     def forward(x, pool_size):
-        return _tiles(x, pool_size).amax(dim=(2, 4))
+        # Window cell by window cell, on strided views: elementwise ops over the output,
+        # which inductor fuses into one loop (a reduction over the window dims does not vectorise).
+        tiles = _tiles(x, pool_size)
+        (kh, kw) = pool_size
+        cells = [tiles[:, :, i, :, j] for i in range(kh) for j in range(kw)]
+        out = cells[0]
+        for cell in cells[1:]:
+            out = torch.maximum(out, cell)
+        first = torch.full_like(out, len(cells), dtype=torch.int32)
+        for position in range(len(cells) - 1, -1, -1):
+            first = torch.where(cells[position] == out, position, first)
+        return out, first
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(inputs[0], output)
-        ctx.pool_size = inputs[1]
+        ctx.save_for_backward(output[1])
+        ctx.pool_size, ctx.shape = inputs[1], inputs[0].shape
+        ctx.mark_non_differentiable(output[1])
 
     @staticmethod
-    def backward(ctx, grad):
-        x, out = ctx.saved_tensors
-        (kh, kw), (n, h, w, c) = ctx.pool_size, x.shape
-        tiles = _tiles(x, ctx.pool_size)
-        taken, rows = None, []
-        for i in range(kh):
-            row = []
-            for j in range(kw):
-                hit = tiles[:, :, i, :, j] == out
-                if taken is None:
-                    taken = hit
-                else:
-                    hit = hit & ~taken
-                    taken = taken | hit
-                row.append(torch.where(hit, grad, 0.0))
-            rows.append(torch.stack(row, 3))
+    def backward(ctx, grad, _):
+        (first,), (kh, kw), (n, h, w, c) = ctx.saved_tensors, ctx.pool_size, ctx.shape
         ho, wo = h // kh, w // kw
-        result = torch.stack(rows, 2).reshape(n, ho * kh, wo * kw, c)
+        chosen = _positions(ctx.pool_size, first.device) == first.unsqueeze(2).unsqueeze(4)
+        result = torch.where(chosen, grad.unsqueeze(2).unsqueeze(4), 0.0).reshape(n, ho * kh, wo * kw, c)
         if ho * kh != h or wo * kw != w:  # the cells no window covers get no gradient
             result = F.pad(result, (0, 0, 0, w - wo * kw, 0, h - ho * kh))
         return result, None
+
+
+def _positions(pool_size, device):
+    """Each window cell's row-major position, shaped (kh, 1, kw, 1) to broadcast over tiles."""
+    kh, kw = pool_size
+    return torch.arange(kh * kw, device=device, dtype=torch.int32).reshape(kh, 1, kw, 1)
 
 
 def _tiles(x, pool_size):
@@ -150,7 +156,7 @@ class _Pool(Layer):
                 and self.padding == "valid" and self.strides == self.pool_size
                 and _jit_tracing()):
             self._check_fits(tuple(inputs.shape[1:3]), tuple(inputs.shape))
-            return _TiledMaxPool2D.apply(inputs, self.pool_size)
+            return _TiledMaxPool2D.apply(inputs, self.pool_size)[0]
         # A channels_last tensor moved to NC... is a view in torch's channels_last memory
         # format, which the pooling kernels read without a copy.
         x = inputs.movedim(-1, 1) if self.data_format == "channels_last" else inputs

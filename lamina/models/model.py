@@ -79,10 +79,16 @@ class Model(Layer):
                 ``jit_compile=True`` it disables compiling, with a warning, as Keras.
             steps_per_execution: accepted for Keras compatibility; lamina runs one
                 step per batch.
-            jit_compile: True compiles the forward pass and loss of the train, test and
-                predict steps with ``torch.compile`` (the backward pass is compiled with
-                them; the optimizer update stays a fused kernel). The first step runs
-                eagerly to build the model and metrics. If compiling fails, lamina warns
+            jit_compile: True compiles the steps with ``torch.compile``: a train step's
+                forward pass, loss and gradients as one graph (``torch.func.grad``), then
+                the optimizer's fused update; the test and predict steps' forward pass and
+                loss. A model that cannot be traced as one graph (recurrent layers, whose
+                fused kernels run eagerly, or ``add_loss`` losses) compiles its train
+                step's forward pass and loss instead. The first step runs eagerly to build
+                the model and metrics. As with Keras's compiled functions, a train step is
+                traced once: a later change to a layer attribute (``trainable``, a dropout
+                rate) takes effect after ``compile()`` is called again; new shapes, dtypes,
+                devices or sample weights retrace it. If compiling fails, lamina warns
                 with the reason and runs eagerly. ``"auto"`` (default) means False, as in
                 Keras with the torch backend. The time spent compiling is in
                 ``model.compile_time``; inductor caches compiled code on disk
