@@ -608,7 +608,11 @@ class _Jit:
             whole = self.params is not None
             fn = self.trainer._train_grads if whole else self.eager
             if whole and hasattr(torch.compiler, "keep_tensor_guards_unsafe"):  # torch >= 2.7
-                options["options"] = {"guard_filter_fn": _step_guards}
+                # torch.compile takes a mode or options, not both: spell the mode as options.
+                from torch._inductor import list_mode_options
+
+                inductor = dict(list_mode_options(options.pop("mode", None) or "default"))
+                options["options"] = {**inductor, "guard_filter_fn": _step_guards}
             self.compiled = torch.compile(_own_code(fn), backend=self.backend, fullgraph=whole,
                                           dynamic=None if self.dynamic else False, **options)
         except Exception as error:  # noqa: BLE001 - e.g. an unknown backend name
@@ -700,7 +704,9 @@ class _Jit:
                     with torch.no_grad():
                         grads, y_pred, loss = self.compiled(self.params, x, y, sample_weight)
                     for param, grad in zip(self.params, grads):
-                        param.grad = grad
+                        # Inductor may return a gradient in another memory layout (a conv
+                        # kernel's); fused optimizer kernels need the parameter's strides.
+                        param.grad = grad if grad.stride() == param.stride() else _like(param, grad)
             except Exception as error:  # noqa: BLE001
                 if self._retry(error, start):
                     x, y, sample_weight = _unmarked((x, y, sample_weight))
@@ -1075,6 +1081,10 @@ def _quiet_tracing():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"The \.grad attribute of a Tensor that is not a leaf")
         yield
+
+
+def _like(param, grad):
+    return torch.empty_like(param, memory_format=torch.preserve_format).copy_(grad)
 
 
 def _unmarked(args):
