@@ -199,7 +199,7 @@ def test_jit_compile_whole_step_batchnorm_statistics_and_regularizer_match_eager
     # BatchNormalization's moving mean and variance (non-trainable) are updated by the graph.
     for a, b in zip(jit.get_weights(), eager.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    moving_mean = jit.layers[1].moving_mean.detach().numpy()
+    moving_mean = jit.layers[1].moving_mean.detach().cpu().numpy()
     assert np.abs(moving_mean).max() > 0
 
 
