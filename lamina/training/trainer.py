@@ -147,8 +147,8 @@ class Trainer:
             a list of lists or a dict keyed by output name.
         weighted_metrics: metric identifiers that receive sample weights.
         loss_weights: a float, or a list / dict per output, scaling the losses.
-        jit_compile: run the steps' forward pass and loss through ``torch.compile``
-            (backend from the ``LAMINA_COMPILE_BACKEND`` environment variable, default
+        jit_compile: compile the steps with ``torch.compile``, a train step whole (forward
+            pass, loss and gradients) where it can be one graph (backend from the ``LAMINA_COMPILE_BACKEND`` environment variable, default
             ``"inductor"``). Default False.
         jit_mode: the ``torch.compile`` mode (one of ``JIT_MODES``); None for its default.
         auto_scale_loss: under the ``"mixed_float16"`` policy, wrap the optimizer in
@@ -373,7 +373,11 @@ class Trainer:
                 metric.update_state(target, pred, sample_weight)
 
     def _forward_loss(self, x, y, sample_weight, training: bool):
-        """The model's outputs and the loss: what ``jit_compile=True`` compiles."""
+        """The model's outputs and the loss.
+
+        What ``jit_compile`` compiles for test and predict steps, and for train steps that
+        cannot be traced as one graph.
+        """
         if self._autocast_dtype is None:
             y_pred = self.model(x, training=training)
         else:
