@@ -409,14 +409,16 @@ class Trainer:
         if self._class_weight_table is not None:
             sample_weight = self._sample_weight(y, sample_weight)
         jit = self._jit_for("train")
+        measured = False
         if jit is None:
             y_pred, loss = self._forward_backward(x, y, sample_weight)
         else:
-            y_pred, loss = jit.run_train(self, x, y, sample_weight)
+            y_pred, loss, measured = jit.run_train(self, x, y, sample_weight)
         self.optimizer.step()
         if self._constrained:
             self.model._apply_constraints()
-        self.update_metrics(y, y_pred, sample_weight, loss, _num_samples(x))
+        if not measured:  # a whole compiled step updates the metrics in its graph
+            self.update_metrics(y, y_pred, sample_weight, loss, _num_samples(x))
         return self.logs
 
     def test_step(self, data):
@@ -465,12 +467,13 @@ class Trainer:
         return None if jit.failed else jit
 
     # The functions jit_compile=True traces.
-    def _train_grads(self, values, x, y, sample_weight):
+    def _train_grads(self, values, x, y, sample_weight, measure):
         """Outputs, loss and the gradients of ``values`` (the trained weights) in one function.
 
         What ``jit_compile=True`` compiles for a train step: ``torch.func.grad`` of the
         loss, with the weights swapped in by ``functional_call``, so the forward and
-        backward passes are one graph and no autograd engine runs between them.
+        backward passes are one graph and no autograd engine runs between them. With
+        ``measure``, the loss tracker and metrics are updated in the same graph.
         """
         module, names = self._loss_module, self._grad_names
 
@@ -483,6 +486,8 @@ class Trainer:
         grads, (y_pred, loss, heads) = torch.func.grad(loss_of, has_aux=True)(values)
         # The per-head losses kept for the logs must be the unwrapped values, not grad's.
         self._head_losses = [(head, value) for (head, _), value in zip(self._head_losses, heads)]
+        if measure:
+            self.update_metrics(y, y_pred, sample_weight, loss, _num_samples(x))
         return grads, y_pred, loss
 
     def _whole_step_weights(self):
@@ -601,11 +606,16 @@ class _Jit:
         # CUDA graphs (reduce-overhead, max-autotune) reuse their output memory at the next
         # replay: steps are marked, and predict outputs, which may be kept, are copied.
         self.graphs = self.mode in ("reduce-overhead", "max-autotune")
-        # Train steps: the weights differentiated by the whole-step graph (None: forward only).
+        # Train steps: the weights differentiated by the whole-step graph (None: forward only),
+        # and whether that graph also updates the metrics.
         self.params = trainer._whole_step_weights() if kind == "train" else None
+        self.measure = self.params is not None
         self._compile()
 
     def _compile(self) -> None:
+        # The batch axis is marked dynamic until a call succeeds: the graph it compiled then
+        # takes any batch size, and marking costs tens of microseconds a step.
+        self.marking = True
         began = time.perf_counter()  # the first torch.compile call also imports dynamo/inductor
         try:
             options = {} if self.mode is None else {"mode": self.mode}
@@ -627,7 +637,7 @@ class _Jit:
         self.trainer.model._clear_losses()  # eagerly: the compiled call skips it (see Layer.__call__)
         if self.graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        if self.dynamic:
+        if self.dynamic and self.marking:
             for value in args:
                 if isinstance(value, torch.Tensor):
                     if value.ndim and value.shape[0] > 1:
@@ -639,6 +649,7 @@ class _Jit:
         return _compile_counter(), time.perf_counter()
 
     def _end(self, start) -> None:
+        self.marking = False
         count, began = start
         if _compile_counter() != count:
             elapsed = time.perf_counter() - began
@@ -651,6 +662,12 @@ class _Jit:
         self.trainer.compile_time += time.perf_counter() - start[1]
         from torch._dynamo.exc import Unsupported
 
+        if self.measure:
+            _LOGGER.info("lamina: compiling the metrics into the train step failed (%s: %s); "
+                         "updating them outside the graph", type(error).__name__, error)
+            self.measure = False
+            self._compile()
+            return not self.failed
         # A graph break is not about shapes: a whole train step goes straight to forward-only.
         if self.dynamic and not (self.params is not None and isinstance(error, Unsupported)):
             _LOGGER.info("lamina: compiling the %s step with a dynamic batch size failed (%s: %s); "
@@ -706,7 +723,8 @@ class _Jit:
                 else:
                     # func.grad differentiates inside the graph; outside it nothing is recorded.
                     with torch.no_grad():
-                        grads, y_pred, loss = self.compiled(self.params, x, y, sample_weight)
+                        grads, y_pred, loss = self.compiled(self.params, x, y, sample_weight,
+                                                            self.measure)
                     for param, grad in zip(self.params, grads):
                         # Inductor may return a gradient in another memory layout (a conv
                         # kernel's); fused optimizer kernels need the parameter's strides.
@@ -715,9 +733,9 @@ class _Jit:
                 if self._retry(error, start):
                     x, y, sample_weight = _unmarked((x, y, sample_weight))
                     continue
-                return trainer._forward_backward(x, y, sample_weight)
+                return (*trainer._forward_backward(x, y, sample_weight), False)
             self._end(start)
-            return y_pred, loss
+            return y_pred, loss, self.params is not None and self.measure
 
 
 def _batch_hook(callback_list, name: str):
@@ -1061,7 +1079,7 @@ def _to_numpy_structure(value):
 # of the trainer, model and layers are left out (~600 of them for a 3-layer MLP, ~90 us a
 # step on a CPU): as with Keras's compiled train function, the step is traced once, and a
 # change to a layer attribute (``trainable``, a dropout rate...) applies after ``compile()``.
-_STEP_ARGUMENTS = frozenset({"x", "y", "sample_weight", "values"})
+_STEP_ARGUMENTS = frozenset({"x", "y", "sample_weight", "values", "measure"})
 _STATE_GUARDS = frozenset({
     "TENSOR_MATCH", "GRAD_MODE", "GLOBAL_STATE", "DETERMINISTIC_ALGORITHMS", "FUNCTORCH_STACK_MATCH",
     "AUTOGRAD_SAVED_TENSORS_HOOKS", "DEFAULT_DEVICE", "TORCH_FUNCTION_STATE", "SHAPE_ENV",

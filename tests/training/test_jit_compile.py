@@ -171,8 +171,10 @@ def test_jit_compile_train_step_is_one_graph_of_forward_and_backward(aot_eager):
                                    Dense(3, activation="softmax")]), x, y)
     step = jit._trainer._jit["train"]
     assert step.params is not None  # the whole-step graph (torch.func.grad), not forward-only
+    assert step.measure  # the loss tracker and accuracy are updated inside that graph
     assert [tuple(p.shape) for p in step.params] == [(8, 5), (8,), (3, 8), (3,)]
     np.testing.assert_allclose(jit_history["loss"], eager_history["loss"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jit_history["accuracy"], eager_history["accuracy"], atol=1e-6)
 
 
 def test_jit_compile_whole_step_batchnorm_statistics_and_regularizer_match_eager(aot_eager):
