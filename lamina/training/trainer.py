@@ -609,7 +609,9 @@ class _Jit:
         # Train steps: the weights differentiated by the whole-step graph (None: forward only),
         # and whether that graph also updates the metrics.
         self.params = trainer._whole_step_weights() if kind == "train" else None
-        self.measure = self.params is not None
+        # Not under CUDA graphs: inductor does not record a graph that mutates its inputs
+        # (the metrics' state), and replaying graphs saves more than the metrics cost.
+        self.measure = self.params is not None and not self.graphs
         self._compile()
 
     def _compile(self) -> None:

@@ -296,4 +296,10 @@ def test_jit_compile_inductor_updates_metrics_inside_the_train_graph(monkeypatch
     np.testing.assert_allclose(jit_history["accuracy"], eager_history["accuracy"], atol=1e-6)
     for a, b in zip(jit.get_weights(), eager.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # Under CUDA graphs ("reduce-overhead") the metrics stay outside: inductor will not record
+    # a graph that mutates its inputs. (Building the step compiles nothing until it runs.)
+    trainer = jit._trainer
+    trainer.jit_mode, trainer._jit = "reduce-overhead", {}
+    graphs_step = trainer._jit_for("train")
+    assert graphs_step.graphs and graphs_step.params is not None and not graphs_step.measure
     torch._dynamo.reset()
