@@ -148,8 +148,9 @@ class Trainer:
         weighted_metrics: metric identifiers that receive sample weights.
         loss_weights: a float, or a list / dict per output, scaling the losses.
         jit_compile: compile the steps with ``torch.compile``, a train step whole (forward
-            pass, loss and gradients) where it can be one graph (backend from the ``LAMINA_COMPILE_BACKEND`` environment variable, default
-            ``"inductor"``). Default False.
+            pass, loss and gradients) where it can be one graph (backend from the
+            ``LAMINA_COMPILE_BACKEND`` environment variable, default ``"inductor"``).
+            Default False.
         jit_mode: the ``torch.compile`` mode (one of ``JIT_MODES``); None for its default.
         auto_scale_loss: under the ``"mixed_float16"`` policy, wrap the optimizer in
             ``LossScaleOptimizer``. Default True.
@@ -484,6 +485,11 @@ class Trainer:
             return self.optimizer.scale_loss(loss), (y_pred, loss, heads)
 
         grads, (y_pred, loss, heads) = torch.func.grad(loss_of, has_aux=True)(values)
+        # In each weight's memory layout, as autograd's gradient accumulation gives them (a
+        # conv kernel's comes back channels_last): fused optimizer kernels need it on CUDA.
+        grads = [grad if grad.stride() == value.stride() else
+                 torch.empty_like(value, memory_format=torch.preserve_format).copy_(grad)
+                 for grad, value in zip(grads, values)]
         # The per-head losses kept for the logs must be the unwrapped values, not grad's.
         self._head_losses = [(head, value) for (head, _), value in zip(self._head_losses, heads)]
         if measure:
@@ -728,16 +734,14 @@ class _Jit:
                         grads, y_pred, loss = self.compiled(self.params, x, y, sample_weight,
                                                             self.measure)
                     for param, grad in zip(self.params, grads):
-                        # Inductor may return a gradient in another memory layout (a conv
-                        # kernel's); fused optimizer kernels need the parameter's strides.
-                        param.grad = grad if grad.stride() == param.stride() else _like(param, grad)
+                        param.grad = grad
             except Exception as error:  # noqa: BLE001
                 if self._retry(error, start):
                     x, y, sample_weight = _unmarked((x, y, sample_weight))
                     continue
                 return (*trainer._forward_backward(x, y, sample_weight), False)
             self._end(start)
-            return y_pred, loss, self.params is not None and self.measure
+            return y_pred, loss, self.measure  # (False once the step is forward-only)
 
 
 def _batch_hook(callback_list, name: str):
@@ -1105,10 +1109,6 @@ def _quiet_tracing():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"The \.grad attribute of a Tensor that is not a leaf")
         yield
-
-
-def _like(param, grad):
-    return torch.empty_like(param, memory_format=torch.preserve_format).copy_(grad)
 
 
 def _unmarked(args):

@@ -303,3 +303,38 @@ def test_jit_compile_inductor_updates_metrics_inside_the_train_graph(monkeypatch
     graphs_step = trainer._jit_for("train")
     assert graphs_step.graphs and graphs_step.params is not None and not graphs_step.measure
     torch._dynamo.reset()
+
+
+def test_jit_compile_whole_step_gradients_keep_the_weights_memory_layout(aot_eager):
+    # func.grad returns a conv kernel's gradient channels_last (the activations' layout); the
+    # step hands the optimizer gradients in each weight's own layout, as autograd would.
+    rng = np.random.RandomState(4)
+    x = rng.randn(32, 8, 8, 3).astype("float32")
+    y = np.eye(4, dtype="float32")[rng.randint(0, 4, 32)]
+    lamina.clear_session()
+    model = lamina.Sequential([lamina.Input((8, 8, 3)), lamina.layers.Conv2D(6, 3, activation="relu"),
+                               lamina.layers.Conv2D(5, 3), lamina.layers.Flatten(),
+                               Dense(4, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", jit_compile=True)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    step = model._trainer._jit["train"]
+    assert step.params is not None
+    assert [p.grad.stride() for p in step.params] == [p.stride() for p in step.params]
+
+
+def test_whole_step_guards_keep_arguments_tensors_and_torch_state_only():
+    from types import SimpleNamespace
+
+    from lamina.training.trainer import _step_guards
+
+    entries = [SimpleNamespace(guard_type=kind, name=name) for kind, name in [
+        ("TENSOR_MATCH", "self.model._modules['dense']._buffers['moving_mean']"),
+        ("CONSTANT_MATCH", "sample_weight"),
+        ("SEQUENCE_LENGTH", "values"),
+        ("TYPE_MATCH", "x[0]"),
+        ("GRAD_MODE", ""),
+        ("CONSTANT_MATCH", "self.model._modules['dropout'].rate"),
+        ("ID_MATCH", "self.model"),
+        ("CLOSURE_MATCH", "G['torch'].nn.functional.relu"),
+    ]]
+    assert _step_guards(entries) == [True, True, True, True, True, False, False, False]
