@@ -22,10 +22,13 @@ with --peers PYTHON (``make bench PEERS=1``), Keras 3 itself on W1, W2 and W4 as
 keras-jax and keras-tensorflow (benchmarks/peers.py, one subprocess per measurement, run by
 that interpreter; a backend that cannot be imported is skipped with a message). Prints a table of medians, min-max and ratios to the lean loop, and
 writes them to benchmarks/results.json. Each epoch is timed with wall-clock time and, because
-the machine may be shared, also with the process's CPU time (cpu_ratio_to_lean).
+the machine may be shared, also with the process's CPU time (cpu_ratio_to_lean). Before the
+first system runs, the process applies lamina's host-memory setting (glibc's malloc keeps freed
+memory, lamina.training.host_memory), which lamina's CPU fit would apply anyway: the lean loops,
+which share the process, run with it too; --malloc-defaults measures without it.
 
     python benchmarks/bench.py [--quick] [--repeats N] [--threads N] [--only W1,W3] [--no-jit]
-                               [--peers .venv-peers/bin/python]
+                               [--peers .venv-peers/bin/python] [--malloc-defaults]
 """
 
 from __future__ import annotations
@@ -432,12 +435,22 @@ def main(argv=None):
     parser.add_argument("--peers", metavar="PYTHON", default="",
                         help="add Keras 3 (torch, jax, tensorflow backends) as systems on W1, W2 and W4, "
                              "run by this interpreter (make bench PEERS=1 uses .venv-peers/bin/python)")
+    parser.add_argument("--malloc-defaults", action="store_true",
+                        help="leave glibc's malloc as it is; by default the process applies lamina's "
+                             "host-memory setting before the first system runs, so the lean loops "
+                             "(same process) get it too")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from lamina.training import host_memory
+
+    if args.malloc_defaults:
+        os.environ[host_memory.OPT_OUT_ENV] = "0"
+    kept = host_memory.keep_freed_host_memory()
     selected = [p.strip() for p in args.only.split(",") if p.strip()]
     results = []
     print(f"torch {torch.__version__}, {args.threads} thread(s), {_cpu_name()}, "
-          f"repeats={args.repeats}{' (quick)' if args.quick else ''}")
+          f"repeats={args.repeats}{' (quick)' if args.quick else ''}, "
+          f"host memory kept for reuse: {kept}")
     peer_backends = check_peers(args.peers, args.threads) if args.peers else []
     print(f"{'workload':<20} {'system':<16} {'median s':>9} {'min-max s':>17} {'x lean':>7} {'cpu x':>7} "
           f"{'steps/s':>9} {'compile s':>9}")
@@ -459,7 +472,8 @@ def main(argv=None):
         results.extend(rows)
     meta = {"torch": torch.__version__, "threads": args.threads, "python": platform.python_version(),
             "machine": platform.machine(), "processor": _cpu_name(), "cpus": os.cpu_count(),
-            "repeats": args.repeats, "quick": args.quick, "peers": peer_backends}
+            "repeats": args.repeats, "quick": args.quick, "peers": peer_backends,
+            "host_memory_kept": kept}
     with open(args.output, "w") as file:
         json.dump({"meta": meta, "results": results}, file, indent=2)
     print(f"wrote {args.output}")

@@ -28,6 +28,7 @@ from lamina import config, losses as losses_module, metrics as metrics_module, m
 from lamina.layers import base as layer_base
 from lamina.training import data as data_module
 from lamina.training.callbacks import Callback, CallbackList
+from lamina.training.host_memory import keep_freed_host_memory
 
 __all__ = ["Trainer", "LazyLogs", "JIT_MODES"]
 
@@ -788,6 +789,14 @@ def _should_validate(epoch: int, validation_freq) -> bool:
     )
 
 
+def _training_device() -> torch.device:
+    """The device of ``fit``, ``evaluate`` and ``predict``; on the CPU, host memory set up for reuse."""
+    device = config.get_device()
+    if device.type == "cpu":
+        keep_freed_host_memory()
+    return device
+
+
 def _move_to_device(model, trainer: Trainer | None, device) -> None:
     """The model, and the optimizer state built or loaded elsewhere, onto the training device."""
     model.to(device)
@@ -818,7 +827,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
             "fit received both class_weight and sample_weight; Keras accepts only one. Fold "
             "the class weights into sample_weight (sample_weight * weight of each sample's class)."
         )
-    device = config.get_device()
+    device = _training_device()
     _move_to_device(model, trainer, device)
     if validation_split and validation_data is None:
         if data_module._is_iterable_source(x):
@@ -881,7 +890,7 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
              callbacks=None, return_dict=False, _inside_fit=False):
     """``Model.evaluate``: see its docstring."""
     trainer = _require_compiled(model, "evaluate")
-    device = config.get_device()
+    device = _training_device()
     if isinstance(x, (data_module.ArrayBatches, data_module.HostBatches, data_module.IterableBatches)):
         batches = x
     else:
@@ -941,7 +950,7 @@ def _flatten_in_order(trainer: Trainer, result: dict):
 
 def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
     """``Model.predict``: see its docstring."""
-    device = config.get_device()
+    device = _training_device()
     model.to(device)
     batches = data_module.make_batches(x, batch_size=batch_size, steps=steps, device=device)
     verbose = _verbose(verbose)
