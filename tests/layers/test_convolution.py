@@ -161,6 +161,25 @@ def test_conv2d_channels_last_output_is_contiguous_nhwc():
     assert layer.kernel.shape == (4, 3, 3, 3)
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="oneDNN's layout choice")
+def test_conv2d_one_pixel_input_keeps_the_kernel_layout():
+    # A 1x1 NHWC input's permuted view has channels_last strides; oneDNN then converted the
+    # kernel on every pass (ResNet-18's last stage at 32x32 input: ~8% of its step).
+    layer = Conv2D(32, 3, padding="same", use_bias=False)
+    layer.build((None, 1, 1, 32))
+    x = torch.randn(4, 1, 1, 32, requires_grad=True)
+    expected = torch.nn.functional.conv2d(x.detach().reshape(4, 32, 1, 1), layer.kernel.detach(),
+                                          padding=1).reshape(4, 1, 1, 32)
+    with torch.profiler.profile(record_shapes=True) as profile:
+        out = layer(x)
+        out.sum().backward()
+    kernel_copies = [event for event in profile.events()
+                     if event.name == "aten::copy_" and list(layer.kernel.shape) in event.input_shapes]
+    assert kernel_copies == []
+    torch.testing.assert_close(out, expected)
+    assert x.grad.shape == x.shape and layer.kernel.grad.is_contiguous()
+
+
 def test_conv2d_default_data_format_follows_config():
     lamina.config.set_image_data_format("channels_first")
     assert Conv2D(2, 3).data_format == "channels_first"
