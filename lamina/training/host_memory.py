@@ -35,8 +35,8 @@ def keep_freed_host_memory() -> bool:
     activations and gradients, several MiB each) every step. glibc's defaults give the
     largest of them their own ``mmap`` and return freed memory at the top of the heap to
     the kernel, so every step faults the same pages in again and the kernel zeroes them: on
-    the reference 2-core machine a small convnet's epoch took ~1.3x as long (about a million
-    page faults an epoch). lamina raises ``M_MMAP_THRESHOLD`` to 32 MiB and
+    the reference 2-core machine a small convnet's epoch took 1.2-1.4x as long (300-600
+    thousand page faults an epoch). lamina raises ``M_MMAP_THRESHOLD`` to 32 MiB and
     ``M_TRIM_THRESHOLD`` to 1 GiB with ``mallopt``: the process keeps up to 1 GiB of freed
     memory for later steps, as TensorFlow's and XLA's allocators do, and its peak memory is
     unchanged.
