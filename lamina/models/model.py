@@ -115,9 +115,7 @@ class Model(Layer):
         """
         import warnings
 
-        from lamina.training.trainer import Trainer
-
-        from lamina.training.trainer import JIT_MODES
+        from lamina.training.trainer import JIT_MODES, Trainer
 
         if jit_compile not in ("auto", True, False, None) and jit_compile not in JIT_MODES:
             raise ValueError(

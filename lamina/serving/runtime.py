@@ -12,7 +12,6 @@ import os
 import warnings
 
 import numpy as np
-
 import torch
 
 from lamina.export.torch_export import ModelSignature, TensorSpec, model_signature

@@ -14,12 +14,11 @@ class _FakeLibc:
     def __init__(self, result=1):
         self.calls, self.result = [], result
 
-        class _Mallopt:
-            def __call__(inner, parameter, value):  # noqa: N805 - records into the outer object
-                self.calls.append((parameter, value))
-                return self.result
+        def mallopt(parameter, value):  # a function: the code sets argtypes/restype on it
+            self.calls.append((parameter, value))
+            return self.result
 
-        self.mallopt = _Mallopt()
+        self.mallopt = mallopt
 
 
 @pytest.fixture
