@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 
+import torch
 import torch.nn.functional as F
 
 from lamina import config, registry
@@ -276,8 +277,10 @@ class _Conv(Layer):
 
     def _plan(self, spatial):
         """(F.pad amounts, torch padding, torch output_padding, output crop) for these sizes."""
-        # Symbolic sizes (torch.export / ONNX with dynamic spatial axes) cannot be cache keys.
-        plan = _conv_plan if all(type(s) is int for s in spatial) else _conv_plan.__wrapped__
+        # Symbolic sizes (torch.export / ONNX with dynamic spatial axes) cannot be cache keys,
+        # and torch.compile traces the plan once (through the cache it warns that it skips it).
+        cached = all(type(s) is int for s in spatial) and not torch.compiler.is_compiling()
+        plan = _conv_plan if cached else _conv_plan.__wrapped__
         input_pad, padding, crop = plan(spatial, self.kernel_size, self.strides, self.dilation_rate,
                                         self.padding)
         return input_pad, padding, None, crop

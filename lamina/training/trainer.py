@@ -26,7 +26,7 @@ import torch
 
 from lamina import config, losses as losses_module, metrics as metrics_module, mixed_precision, optimizers, registry
 from lamina.layers import base as layer_base
-from lamina.training import data as data_module
+from lamina.training import data as data_module, direct_step
 from lamina.training.callbacks import Callback, CallbackList
 from lamina.training.host_memory import keep_freed_host_memory
 
@@ -495,7 +495,7 @@ class Trainer:
         self._head_losses = [(head, value) for (head, _), value in zip(self._head_losses, heads)]
         if measure:
             self.update_metrics(y, y_pred, sample_weight, loss, _num_samples(x))
-        return grads, y_pred, loss
+        return grads, y_pred, loss, heads
 
     def _whole_step_weights(self):
         """The weights the whole-step graph differentiates: those the eager first step gave a gradient.
@@ -630,13 +630,21 @@ class _Jit:
             options = {} if self.mode is None else {"mode": self.mode}
             whole = self.params is not None
             fn = self.trainer._train_grads if whole else self.eager
+            backend = self.backend
+            self.capture = self.direct = None
             if whole and hasattr(torch.compiler, "keep_tensor_guards_unsafe"):  # torch >= 2.7
                 # torch.compile takes a mode or options, not both: spell the mode as options.
                 from torch._inductor import list_mode_options
 
                 inductor = dict(list_mode_options(options.pop("mode", None) or "default"))
-                options["options"] = {**inductor, "guard_filter_fn": _step_guards}
-            self.compiled = torch.compile(_own_code(fn), backend=self.backend, fullgraph=whole,
+                options["options"] = {"guard_filter_fn": _step_guards}
+                if self.graphs:
+                    options["options"].update(inductor)
+                else:  # graphs Dynamo compiles are also called directly (see training/direct_step.py)
+                    self.capture = direct_step.StepCapture(_backend_function(backend, inductor, self.dynamic))
+                    self.direct = direct_step.DirectCalls()
+                    backend = self.capture
+            self.compiled = torch.compile(_own_code(fn), backend=backend, fullgraph=whole,
                                           dynamic=None if self.dynamic else False, **options)
         except Exception as error:  # noqa: BLE001 - e.g. an unknown backend name
             self._fail(error)
@@ -720,8 +728,38 @@ class _Jit:
                 result = _map_structure(_clone, result)
             return result
 
+    def _frame(self, trainer: Trainer, x, y, sample_weight) -> dict:
+        """The local variables of ``Trainer._train_grads`` for a call (what its graph inputs are read from)."""
+        return {"self": trainer, "values": self.params, "x": x, "y": y,
+                "sample_weight": sample_weight, "measure": self.measure}
+
+    def _whole_step(self, trainer: Trainer, x, y, sample_weight):
+        """``Trainer._train_grads`` compiled, called through Dynamo; its graph then becomes callable directly."""
+        if self.direct is None:
+            return self.compiled(self.params, x, y, sample_weight, self.measure)
+        self.capture.take()
+        result = self.compiled(self.params, x, y, sample_weight, self.measure)
+        self.direct.record(direct_step.argument_key(x, y, sample_weight, self.measure),
+                           self._frame(trainer, x, y, sample_weight), self.capture, result)
+        return result
+
+    def _set_grads(self, trainer: Trainer, result):
+        grads, y_pred, loss, heads = result
+        for param, grad in zip(self.params, grads):
+            param.grad = grad
+        # The per-head losses kept for the logs: the graph's, not func.grad's wrappers.
+        trainer._head_losses = [(head, value) for (head, _), value in zip(trainer._head_losses, heads)]
+        return y_pred, loss, self.measure
+
     def run_train(self, trainer: Trainer, x, y, sample_weight):
         """Outputs and loss, with the weights' ``.grad`` set for the optimizer's step."""
+        if self.direct is not None and not self.marking:
+            trainer.model._clear_losses()
+            with torch.no_grad():
+                result = self.direct.call(direct_step.argument_key(x, y, sample_weight, self.measure),
+                                          self._frame(trainer, x, y, sample_weight))
+            if result is not None:
+                return self._set_grads(trainer, result)
         while True:
             start = self._begin((x, y, sample_weight))
             try:
@@ -732,10 +770,9 @@ class _Jit:
                 else:
                     # func.grad differentiates inside the graph; outside it nothing is recorded.
                     with torch.no_grad():
-                        grads, y_pred, loss = self.compiled(self.params, x, y, sample_weight,
-                                                            self.measure)
-                    for param, grad in zip(self.params, grads):
-                        param.grad = grad
+                        result = self._whole_step(trainer, x, y, sample_weight)
+                    self._end(start)
+                    return self._set_grads(trainer, result)
             except Exception as error:  # noqa: BLE001
                 if self._retry(error, start):
                     x, y, sample_weight = _unmarked((x, y, sample_weight))
@@ -743,6 +780,15 @@ class _Jit:
                 return (*trainer._forward_backward(x, y, sample_weight), False)
             self._end(start)
             return y_pred, loss, self.measure  # (False once the step is forward-only)
+
+
+def _backend_function(name: str, inductor_options: dict, dynamic: bool):
+    """The torch.compile backend ``name`` as a function of (graph, example inputs)."""
+    if name == "inductor":
+        return torch._TorchCompileInductorWrapper(None, inductor_options, None if dynamic else False)
+    from torch._dynamo import lookup_backend
+
+    return lookup_backend(name)
 
 
 def _batch_hook(callback_list, name: str):
@@ -790,7 +836,11 @@ def _should_validate(epoch: int, validation_freq) -> bool:
 
 
 def _training_device() -> torch.device:
-    """The device of ``fit``, ``evaluate`` and ``predict``; on the CPU, host memory set up for reuse."""
+    """The device of ``fit``, ``evaluate`` and ``predict``; on the CPU, host memory set up for reuse.
+
+    Compiled steps called directly check their graphs' inputs again (training/direct_step.py).
+    """
+    direct_step.new_generation()
     device = config.get_device()
     if device.type == "cpu":
         keep_freed_host_memory()

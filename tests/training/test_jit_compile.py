@@ -292,6 +292,8 @@ def test_jit_compile_inductor_updates_metrics_inside_the_train_graph(monkeypatch
     jit_history = jit.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
     step = jit._trainer._jit["train"]
     assert step.params is not None and step.measure
+    # After its first call through Dynamo, the graph of each batch shape is called directly.
+    assert len(step.direct.steps) == 2 and not step.direct.disabled
     np.testing.assert_allclose(jit_history["loss"], eager_history["loss"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(jit_history["accuracy"], eager_history["accuracy"], atol=1e-6)
     for a, b in zip(jit.get_weights(), eager.get_weights()):
