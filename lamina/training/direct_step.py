@@ -7,9 +7,11 @@ effects. On a CPU that costs ~70 us a step, a sixth of a small MLP's step. This 
 ``torch.compile`` backend wrapper that keeps, for each graph it compiles, what is needed to call
 the graph directly: how to read each graph input from the step's arguments (from Dynamo's own
 record of where it read them), and, after a first call through Dynamo, which graph output is
-which result. ``Trainer`` (training/trainer.py) calls the graph directly while the inputs have
-the dtypes, devices, shapes and strides of that first call and torch's global state is the same;
-anything else goes through Dynamo, which checks its guards and may compile again.
+which result. ``Trainer`` (training/trainer.py) then calls the graph directly for steps whose
+arguments (the batch, sample weights) have the structure, dtypes, devices, shapes and strides of
+that call; the graph's other inputs (weights, buffers, metric state) and torch's global state are
+checked again once as each ``fit``, ``evaluate`` or ``predict`` begins. Anything else goes
+through Dynamo, which checks its guards and may compile again.
 
 A graph is only called directly when the Python side effects Dynamo would replay after it are
 ones the trainer reproduces or that restore what was there: ``torch.func.functional_call``
@@ -150,7 +152,12 @@ class DirectCalls:
             return
         if step.rebuild is not None:  # bound at another signature: the same graph, new inputs
             step = DirectStep(step.compiled, step.readers)
-        if step.bind(frame, outputs, result):
+        try:
+            bound = step.bind(frame, outputs, result)
+        except Exception as error:  # noqa: BLE001 - e.g. an older torch's global-state functions
+            _LOGGER.debug("lamina: the compiled step is called through Dynamo (%s: %s)", type(error).__name__, error)
+            bound = False
+        if bound:
             self.steps[key] = step
 
 
