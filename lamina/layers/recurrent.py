@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lamina import config, registry
-from lamina.layers.base import InputSpec, Layer, _jit_tracing
+from lamina.layers import rnn_ops
+from lamina.layers.base import _CONTEXT, InputSpec, Layer, _jit_tracing
 
 __all__ = ["SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells", "RNN", "SimpleRNN", "LSTM", "GRU"]
 
@@ -64,7 +65,12 @@ def _last_valid(outputs: torch.Tensor, initial: torch.Tensor, lengths: torch.Ten
 def _run_kernel(kernel, x, *args):
     if _jit_tracing():
         # torch.compile would decompose the fused kernel into one set of ops per time step
-        # (minutes of compiling for a slower loop); run it eagerly, as it does for nn.LSTM.
+        # (minutes of compiling for a slower loop). On the CPU an LSTM's kernel is one opaque
+        # operator in the graph (rnn_ops.py); otherwise it runs eagerly, as for nn.LSTM.
+        if (kernel is torch.lstm and args[-1] and not getattr(_CONTEXT, "whole_step", False)
+                and rnn_ops.lstm_applies(x, *args[:5], args[6])):
+            hx, params, _, _, _, train = args[:6]
+            return rnn_ops.lstm(x, hx, params, train)
         return _eager_kernel(kernel, x, *args)
     return _call_kernel(kernel, x, *args)
 

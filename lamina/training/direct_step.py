@@ -35,7 +35,7 @@ _TRANSPARENT_SOURCES = frozenset({
 })
 # Attributes a traced step may set whose replay the trainer reproduces or that end as they began.
 _TRAINER_ATTRIBUTES = frozenset({"_head_losses"})
-_CONTEXT_ATTRIBUTES = frozenset({"training", "shape_inference"})
+_CONTEXT_ATTRIBUTES = frozenset({"training", "shape_inference", "whole_step"})
 _MAX_ENTRIES = 16  # argument signatures kept per step (batch sizes of different fit calls)
 _GENERATION = [0]  # bumped as each fit/evaluate/predict begins (see new_generation)
 

@@ -485,7 +485,13 @@ class Trainer:
             heads = [value for _, value in self._head_losses]
             return self.optimizer.scale_loss(loss), (y_pred, loss, heads)
 
-        grads, (y_pred, loss, heads) = torch.func.grad(loss_of, has_aux=True)(values)
+        # Layers see that func.grad differentiates them (recurrent.py: custom operators cannot be).
+        outer = getattr(layer_base._CONTEXT, "whole_step", False)
+        layer_base._CONTEXT.whole_step = True
+        try:
+            grads, (y_pred, loss, heads) = torch.func.grad(loss_of, has_aux=True)(values)
+        finally:
+            layer_base._CONTEXT.whole_step = outer
         # In each weight's memory layout, as autograd's gradient accumulation gives them (a
         # conv kernel's comes back channels_last): fused optimizer kernels need it on CUDA.
         grads = [grad if grad.stride() == value.stride() else
@@ -1164,10 +1170,21 @@ def _quiet_tracing():
     Tracing the frame after a graph break, Dynamo reads ``.grad`` of the intermediate
     tensors it receives, and torch warns that a non-leaf tensor's ``.grad`` is not
     populated: the warning is about Dynamo's own inspection, not the user's code.
+
+    Also lets Dynamo keep operators whose output size depends on the data in the graph:
+    the CPU LSTM operator (layers/rnn_ops.py) returns oneDNN's workspace, of a size only
+    oneDNN knows. (Set and restored directly: ``config.patch`` costs ~15 us a call.)
     """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"The \.grad attribute of a Tensor that is not a leaf")
-        yield
+    from torch._dynamo import config as dynamo_config
+
+    saved = dynamo_config.capture_dynamic_output_shape_ops
+    dynamo_config.capture_dynamic_output_shape_ops = True
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"The \.grad attribute of a Tensor that is not a leaf")
+            yield
+    finally:
+        dynamo_config.capture_dynamic_output_shape_ops = saved
 
 
 def _unmarked(args):
