@@ -83,12 +83,16 @@ class Model(Layer):
                 forward pass, loss and gradients as one graph (``torch.func.grad``), then
                 the optimizer's fused update; the test and predict steps' forward pass and
                 loss. A model that cannot be traced as one graph (recurrent layers, whose
-                fused kernels run eagerly, or ``add_loss`` losses) compiles its train
-                step's forward pass and loss instead. The first step runs eagerly to build
-                the model and metrics. As with Keras's compiled functions, a train step is
-                traced once: a later change to a layer attribute (``trainable``, a dropout
-                rate) takes effect after ``compile()`` is called again; new shapes, dtypes,
-                devices or sample weights retrace it. If compiling fails, lamina warns
+                fused kernels ``torch.func.grad`` cannot differentiate, or ``add_loss``
+                losses) compiles its train step's forward pass and loss instead. The first
+                step runs eagerly to build the model and metrics. As with Keras's compiled
+                functions, a train step is traced once: a later change to a layer attribute
+                (``trainable``, a dropout rate) takes effect after ``compile()`` is called
+                again; new shapes, dtypes, devices or sample weights retrace it. On the CPU
+                the whole-step graph is then called without Dynamo's per-call checks for
+                batches like those it has seen; weights and buffers replaced by tensors of
+                another dtype, device or shape are seen as the next ``fit``, ``evaluate`` or
+                ``predict`` begins. If compiling fails, lamina warns
                 with the reason and runs eagerly. ``"auto"`` (default) means False, as in
                 Keras with the torch backend. The time spent compiling is in
                 ``model.compile_time``; inductor caches compiled code on disk
