@@ -57,6 +57,14 @@ def _twins(build, loss="categorical_crossentropy", **compile_kwargs):
     return models
 
 
+def _fitted_twins(build, x, y, seed=1, **compile_kwargs):
+    """``_twins`` after one epoch each; the second then always calls through Dynamo."""
+    direct, dynamo = _twins(build, **compile_kwargs)
+    first = [_fit(model, x, y, seed=seed, epochs=1) for model in (direct, dynamo)]
+    _through_dynamo_only(dynamo)
+    return direct, dynamo, first
+
+
 def _through_dynamo_only(model):
     """Make ``model``'s compiled train step skip its direct calls (after its first fit built it)."""
     model._trainer._jit["train"].direct.call = lambda key, frame: None
@@ -90,9 +98,7 @@ def _assert_same(direct, dynamo, direct_history, dynamo_history):
 
 def test_whole_step_is_called_directly_and_matches_dynamo_batchnorm_dropout_regularizer():
     x, y = _data()
-    direct, dynamo = _twins(_convnet, metrics=["accuracy"])
-    first = [_fit(model, x, y, seed=5, epochs=1) for model in (direct, dynamo)]
-    _through_dynamo_only(dynamo)
+    direct, dynamo, first = _fitted_twins(_convnet, x, y, seed=5, metrics=["accuracy"])
     calls = [_count_dynamo_calls(model) for model in (direct, dynamo)]
     second = [_fit(model, x, y, seed=6, epochs=3) for model in (direct, dynamo)]
     # 40 samples in batches of 16: two shapes, both seen in the first fit; 9 steps in the second.
@@ -118,10 +124,8 @@ def test_direct_calls_keep_per_output_losses_of_a_multi_output_model():
         return lamina.Model(inputs, {"a": Dense(3, activation="softmax", name="a")(hidden),
                                      "b": Dense(1, name="b")(hidden)})
 
-    direct, dynamo = _twins(build, loss={"a": "categorical_crossentropy", "b": "mse"},
-                            loss_weights={"a": 1.0, "b": 0.5}, metrics={"a": ["accuracy"]})
-    first = [_fit(model, x, y, seed=3, epochs=1) for model in (direct, dynamo)]
-    _through_dynamo_only(dynamo)
+    direct, dynamo, first = _fitted_twins(build, x, y, seed=3, loss={"a": "categorical_crossentropy", "b": "mse"},
+                                          loss_weights={"a": 1.0, "b": 0.5}, metrics={"a": ["accuracy"]})
     second = [_fit(model, x, y, seed=4) for model in (direct, dynamo)]
     assert direct._trainer._jit["train"].direct.steps
     assert {"a_loss", "b_loss", "a_accuracy", "loss"} <= second[0].keys()
@@ -134,9 +138,7 @@ def test_new_arguments_go_through_dynamo_then_are_called_directly():
     # the direct calls made for calls without weights are not used for it.
     x, y = _data()
     weights = np.random.RandomState(3).uniform(0.0, 2.0, len(x)).astype("float32")
-    direct, dynamo = _twins(_convnet)
-    first = [_fit(model, x, y, seed=1, epochs=1) for model in (direct, dynamo)]
-    _through_dynamo_only(dynamo)
+    direct, dynamo, first = _fitted_twins(_convnet, x, y)
     second = [_fit(model, x, y, seed=2, sample_weight=weights) for model in (direct, dynamo)]
     keys = direct._trainer._jit["train"].direct.steps
     assert sum(key[2] is None for key in keys) == 2 and sum(key[2] is not None for key in keys) == 2
@@ -146,12 +148,9 @@ def test_new_arguments_go_through_dynamo_then_are_called_directly():
 
 def test_direct_calls_read_state_replaced_between_fits():
     # The graph's inputs are read from the trainer and model at every call: a buffer replaced
-    # by a new tensor is the one the step uses; one of another dtype sends the call to Dynamo.
+    # by a new tensor is the one the step uses.
     x, y = _data()
-    direct, dynamo = _twins(_convnet)
-    for model in (direct, dynamo):
-        _fit(model, x, y, seed=1, epochs=1)
-    _through_dynamo_only(dynamo)
+    direct, dynamo, _ = _fitted_twins(_convnet, x, y)
     for model in (direct, dynamo):
         model.layers[1].moving_variance = torch.full((4,), 3.0)
     second = [_fit(model, x, y, seed=2, epochs=1) for model in (direct, dynamo)]
@@ -188,10 +187,7 @@ def test_a_step_with_other_python_side_effects_is_always_called_through_dynamo()
 
 def test_a_failing_direct_call_falls_back_to_dynamo():
     x, y = _data()
-    direct, dynamo = _twins(_convnet)
-    for model in (direct, dynamo):
-        _fit(model, x, y, seed=1, epochs=1)
-    _through_dynamo_only(dynamo)
+    direct, dynamo, _ = _fitted_twins(_convnet, x, y)
     calls = direct._trainer._jit["train"].direct
 
     def refuse(*args):
