@@ -86,9 +86,13 @@ def _call_kernel(kernel, x, *args):
     return kernel(x, *args)
 
 
-@torch.compiler.disable
-def _eager_kernel(kernel, x, *args):
+def _eager_kernel_impl(kernel, x, *args):
     return _call_kernel(kernel, x, *args)
+
+
+# torch.compiler.disable, applied when first called: the decorator imports Dynamo (~1 s), which
+# `import lamina` must not pay (torch's own lazy form; the public one where it is missing).
+_eager_kernel = getattr(torch, "_disable_dynamo", torch.compiler.disable)(_eager_kernel_impl)
 
 
 # ------------------------------------------------------------------------------------ cells

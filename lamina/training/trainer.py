@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from lamina import config, losses as losses_module, metrics as metrics_module, mixed_precision, optimizers, registry
-from lamina.layers import base as layer_base
+from lamina.layers import base as layer_base, rnn_ops
 from lamina.training import data as data_module, direct_step
 from lamina.training.callbacks import Callback, CallbackList
 from lamina.training.host_memory import keep_freed_host_memory
@@ -633,6 +633,7 @@ class _Jit:
         self.marking = True
         began = time.perf_counter()  # the first torch.compile call also imports dynamo/inductor
         try:
+            rnn_ops.register()  # the CPU LSTM operator, before anything is traced
             options = {} if self.mode is None else {"mode": self.mode}
             whole = self.params is not None
             fn = self.trainer._train_grads if whole else self.eager

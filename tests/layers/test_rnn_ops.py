@@ -10,6 +10,11 @@ import torch
 from lamina.layers import rnn_ops
 
 
+@pytest.fixture(autouse=True)
+def registered():
+    rnn_ops.register()  # what the trainer does before compiling a step
+
+
 def _lstm_inputs(batch=5, steps=7, features=3, units=4, seed=1):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, steps, features, generator=g, requires_grad=True)
@@ -43,8 +48,11 @@ def test_lstm_operator_matches_torch_lstm_values_and_gradients(kind):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 
 
-def test_lstm_operator_applies_to_one_cpu_float32_layer_with_biases_only():
+def test_lstm_operator_applies_to_one_cpu_float32_layer_with_biases_only(monkeypatch):
     x, hx, params = _lstm_inputs()
+    monkeypatch.setattr(rnn_ops, "_OPS", {})  # not registered yet: never applies
+    assert not rnn_ops.lstm_applies(x, hx, params, True, 1, 0.0, False)
+    monkeypatch.undo()
     available = torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
     assert rnn_ops.lstm_applies(x, hx, params, True, 1, 0.0, False) == available
     assert not rnn_ops.lstm_applies(x.double(), hx, params, True, 1, 0.0, False)
