@@ -36,7 +36,7 @@ def lstm_applies(x: Tensor, hx, params, has_biases: bool, num_layers: int, dropo
                  bidirectional: bool) -> bool:
     """Whether ``lstm`` computes what ``torch.lstm`` would for these arguments."""
     tensors = [x, *hx, *params]
-    return (bool(_OPS) and _OPS["onednn"] and has_biases and num_layers == 1 and dropout == 0.0
+    return (_OPS.get("onednn", False) and has_biases and num_layers == 1 and dropout == 0.0
             and not bidirectional and len(params) == 4 and x.ndim == 3
             and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors))
 

@@ -57,7 +57,7 @@ class DirectStep:
         self.generation = -1
 
     def fits(self, inputs: list) -> bool:
-        return _signature(inputs) == self.signature and _global_state() == self.state
+        return argument_key(*inputs) == self.signature and _global_state() == self.state
 
     def bind(self, frame: dict, outputs, result) -> bool:
         """Match the graph's ``outputs`` of a call through Dynamo with its ``result``.
@@ -72,7 +72,7 @@ class DirectStep:
                                       if isinstance(value, torch.Tensor)):
             return False  # the direct call is verified on the CPU only
         self.rebuild = rebuild
-        self.signature = _signature(inputs)
+        self.signature = argument_key(*inputs)
         self.state = _global_state()
         self.generation = _GENERATION[0]
         return True
@@ -181,11 +181,6 @@ def _describe(value):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return (type(value), id(value))
-
-
-def _signature(inputs) -> tuple:
-    return tuple((v.dtype, v.device, v.shape, v.stride(), v.requires_grad)
-                 if isinstance(v, torch.Tensor) else v for v in inputs)
 
 
 def _global_state() -> tuple:

@@ -497,11 +497,14 @@ class Trainer:
         grads = [grad if grad.stride() == value.stride() else
                  torch.empty_like(value, memory_format=torch.preserve_format).copy_(grad)
                  for grad, value in zip(grads, values)]
-        # The per-head losses kept for the logs must be the unwrapped values, not grad's.
-        self._head_losses = [(head, value) for (head, _), value in zip(self._head_losses, heads)]
+        self._keep_head_losses(heads)
         if measure:
             self.update_metrics(y, y_pred, sample_weight, loss, _num_samples(x))
         return grads, y_pred, loss, heads
+
+    def _keep_head_losses(self, heads) -> None:
+        """The per-head losses kept for the logs: the whole-step graph's, not func.grad's wrappers."""
+        self._head_losses = [(head, value) for (head, _), value in zip(self._head_losses, heads)]
 
     def _whole_step_weights(self):
         """The weights the whole-step graph differentiates: those the eager first step gave a gradient.
@@ -754,8 +757,7 @@ class _Jit:
         grads, y_pred, loss, heads = result
         for param, grad in zip(self.params, grads):
             param.grad = grad
-        # The per-head losses kept for the logs: the graph's, not func.grad's wrappers.
-        trainer._head_losses = [(head, value) for (head, _), value in zip(trainer._head_losses, heads)]
+        trainer._keep_head_losses(heads)  # (Dynamo replays it; a direct call does not)
         return y_pred, loss, self.measure
 
     def run_train(self, trainer: Trainer, x, y, sample_weight):
