@@ -341,6 +341,22 @@ def check_peers(python: str, threads: int) -> list[str]:
     return available
 
 
+def _lamina_byte_compiled() -> bool:
+    """Whether every lamina module has its byte code cached (as after a pip install).
+
+    W5 times ``import lamina`` in new processes: without cached byte code (an editable install
+    under PYTHONDONTWRITEBYTECODE=1) each start also compiles lamina's sources. ``make bench``
+    runs ``compileall`` first.
+    """
+    import importlib.util
+    import pathlib
+
+    import lamina
+
+    sources = pathlib.Path(lamina.__file__).parent.rglob("*.py")
+    return all(os.path.exists(importlib.util.cache_from_source(str(path))) for path in sources)
+
+
 def run_import(module: str) -> float:
     start = time.perf_counter()
     child_cpu = os.times()
@@ -448,9 +464,10 @@ def main(argv=None):
     kept = host_memory.keep_freed_host_memory()
     selected = [p.strip() for p in args.only.split(",") if p.strip()]
     results = []
+    compiled = _lamina_byte_compiled()
     print(f"torch {torch.__version__}, {args.threads} thread(s), {_cpu_name()}, "
           f"repeats={args.repeats}{' (quick)' if args.quick else ''}, "
-          f"host memory kept for reuse: {kept}")
+          f"host memory kept for reuse: {kept}, lamina byte-compiled: {compiled}")
     peer_backends = check_peers(args.peers, args.threads) if args.peers else []
     print(f"{'workload':<20} {'system':<16} {'median s':>9} {'min-max s':>17} {'x lean':>7} {'cpu x':>7} "
           f"{'steps/s':>9} {'compile s':>9}")
@@ -473,7 +490,7 @@ def main(argv=None):
     meta = {"torch": torch.__version__, "threads": args.threads, "python": platform.python_version(),
             "machine": platform.machine(), "processor": _cpu_name(), "cpus": os.cpu_count(),
             "repeats": args.repeats, "quick": args.quick, "peers": peer_backends,
-            "host_memory_kept": kept}
+            "host_memory_kept": kept, "lamina_byte_compiled": compiled}
     with open(args.output, "w") as file:
         json.dump({"meta": meta, "results": results}, file, indent=2)
     print(f"wrote {args.output}")
