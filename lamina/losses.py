@@ -159,13 +159,15 @@ def _reduce_weighted_values(values, sample_weight=None, mask=None,
         values = values * sample_weight
     if reduction in (None, "none") or values.dim() == 0 or tuple(values.shape) == (0,):
         return values
-    loss = values.sum()
     if reduction == "sum":
-        return loss
+        return values.sum()
     if reduction == "mean_with_sample_weight" and sample_weight is not None:
-        return _divide_no_nan(loss, sample_weight.sum().to(loss.dtype))
-    count = values.numel()
-    return loss / count if count else torch.zeros_like(loss)
+        return _divide_no_nan(values.sum(), sample_weight.sum().to(values.dtype))
+    if values.numel():
+        # Keras's sum / count; torch's mean is that sum divided by the count, in one op (one
+        # autograd node fewer a step).
+        return values.mean()
+    return torch.zeros_like(values.sum())
 
 
 # ----------------------------------------------------------------------------- base classes

@@ -184,6 +184,7 @@ class Trainer:
         self._regularized: list = []
         self._constrained = False
         self._class_weight_table: torch.Tensor | None = None
+        self._train_calls: _LayerChain | None = None  # set for the length of a fit (see fit)
         if not isinstance(loss, (list, tuple, dict)):
             _resolve_loss(loss)  # unknown names fail at compile time, as in Keras
 
@@ -381,7 +382,8 @@ class Trainer:
         cannot be traced as one graph.
         """
         if self._autocast_dtype is None:
-            y_pred = self.model(x, training=training)
+            chain = self._train_calls if training else None
+            y_pred = self.model(x, training=training) if chain is None else chain(x)
         else:
             with torch.autocast(_device_type(x), dtype=self._autocast_dtype):
                 y_pred = self.model(x, training=training)
@@ -913,6 +915,21 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     callback_list.on_train_begin()
     batch_begin = _batch_hook(callback_list, "on_train_batch_begin")
     batch_end = _batch_hook(callback_list, "on_train_batch_end")
+    trainer._train_calls = _train_chain_of(model, trainer)
+    try:
+        epoch_logs = _fit_epochs(model, trainer, train, val, callback_list, batch_begin, batch_end,
+                                 initial_epoch, epochs, batch_size, validation_batch_size,
+                                 validation_steps, validation_freq)
+    finally:
+        trainer._train_calls = None
+    _set_class_weight(trainer, None, device)
+    callback_list.on_train_end(epoch_logs)
+    return model.history
+
+
+def _fit_epochs(model, trainer, train, val, callback_list, batch_begin, batch_end, initial_epoch, epochs,
+                batch_size, validation_batch_size, validation_steps, validation_freq) -> dict:
+    """``fit``'s epochs: the logs of the last one."""
     epoch_logs: dict = {}
     for epoch in range(initial_epoch, epochs):
         trainer.reset_metrics()
@@ -940,9 +957,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
         callback_list.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
             break
-    _set_class_weight(trainer, None, device)
-    callback_list.on_train_end(epoch_logs)
-    return model.history
+    return epoch_logs
 
 
 def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
@@ -1140,6 +1155,65 @@ def _plain_sequential_calls(model):
         takes_training, _ = layer_base._CALL_SIGNATURES.get(cls) or layer._call_flags()
         steps.append((layer.call, takes_training))
     return steps
+
+
+class _LayerChain:
+    """A plain Sequential's training forward pass: its layers' own ``call``s, back to back.
+
+    ``Layer.__call__`` repeats, for every layer and batch, checks that cannot change within
+    a ``fit`` once a batch of the same shape, dtype and device has passed them (input specs,
+    device placement, masks, hooks: see ``_plain_sequential_calls``); on a small model that is
+    a few percent of a step. A batch of a new kind, or layers holding losses from the last
+    top-level call (``add_loss``: the full call clears the previous step's), go through
+    ``model(x, training=True)``.
+
+    >>> import torch, lamina
+    >>> model = lamina.Sequential([lamina.Input((3,)), lamina.layers.Dense(2)])
+    >>> chain = _LayerChain(model, _plain_sequential_calls(model))
+    >>> x = torch.ones(4, 3)
+    >>> torch.equal(chain(x), chain(x)) and torch.equal(chain(x), model(x, training=True))
+    True
+    """
+
+    def __init__(self, model, calls):
+        self.model = model
+        self.calls = calls
+        self.checked: set = set()  # (shape, dtype, device) of batches that went through model()
+
+    def __call__(self, x):
+        key = (x.shape, x.dtype, x.device) if isinstance(x, torch.Tensor) else None
+        # Layers in _LOSS_OWNERS hold losses of the last top-level call (this model's, or
+        # another's that compute_loss would add): the full call sorts them out. Other models'
+        # older losses (_STALE_LOSS_OWNERS) are neither read nor changed by this call.
+        if key not in self.checked or layer_base._LOSS_OWNERS:
+            outputs = self.model(x, training=True)
+            if key is not None and len(self.checked) < 8:
+                self.checked.add(key)
+            return outputs
+        context = layer_base._CONTEXT
+        outer = getattr(context, "training", None)
+        context.training = True  # what Layer.__call__ sets (layer_base.current_training())
+        try:
+            for call, takes_training in self.calls:
+                x = call(x, training=True) if takes_training else call(x)
+        finally:
+            context.training = outer
+        return x
+
+
+def _train_chain_of(model, trainer: Trainer) -> _LayerChain | None:
+    """The layer chain for ``fit``'s eager train steps when the built-in step runs a plain
+    Sequential (no jit_compile, no mixed precision); None otherwise. Hooks or layers added
+    during a ``fit`` take effect in the next one."""
+    from lamina.models.model import Model
+
+    if (trainer.jit_compile or trainer._autocast_dtype is not None
+            or getattr(model.train_step, "__func__", None) is not Model.train_step
+            or type(trainer).train_step is not Trainer.train_step
+            or type(trainer)._forward_loss is not Trainer._forward_loss):
+        return None
+    calls = _plain_sequential_calls(model)
+    return None if calls is None else _LayerChain(model, calls)
 
 
 def _to_numpy_structure(value):

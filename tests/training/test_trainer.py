@@ -786,3 +786,103 @@ def test_predict_fast_sequential_path_steps_aside_for_hooks():
     assert trainer_module._plain_sequential_calls(model) is None
     model.predict(np.ones((10, 4), "float32"), batch_size=2, verbose=0)
     assert len(calls) == 5
+
+
+def _chain_twins(seed=0):
+    """Two copies of a Sequential with BatchNormalization and Dropout, same initial weights."""
+    from lamina.layers import BatchNormalization
+
+    def make():
+        return lamina.Sequential([lamina.Input((4,)), Dense(6, activation="relu"), BatchNormalization(),
+                                  Dropout(0.5), Dense(3, activation="softmax")])
+
+    fast, full = make(), make()
+    full.set_weights(fast.get_weights())
+    for model in (fast, full):
+        model.compile(optimizer=lamina.optimizers.Adam(0.01), loss="categorical_crossentropy",
+                      metrics=["accuracy"])
+    return fast, full
+
+
+def test_fit_runs_a_plain_sequentials_layer_calls_back_to_back(monkeypatch):
+    """After a batch of the same shape went through model(), train steps call the layers'
+    `call`s directly: the same weights, BatchNormalization statistics and history as full
+    calls (Dropout sees training=True: the same torch seed gives the same masks)."""
+    from lamina.layers import base as layer_base
+    from lamina.training import trainer as trainer_module
+
+    x, y, _ = _data(n=40)
+    fast, full = _chain_twins()
+    original = layer_base.Layer.__call__
+    calls = []
+
+    def counting(self, *args, **kwargs):
+        calls.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(layer_base.Layer, "__call__", counting)
+    torch.manual_seed(3)
+    history = fast.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    fast_calls = len(calls)
+    monkeypatch.setattr(trainer_module, "_train_chain_of", lambda model, trainer: None)
+    calls.clear()
+    torch.manual_seed(3)
+    expected = full.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    assert len(calls) == 10 * 5  # 10 steps, the model and its 4 layers each
+    assert fast_calls == 5  # the first batch only (every batch has the same shape)
+    assert history.history.keys() == expected.history.keys()
+    for key, values in expected.history.items():
+        np.testing.assert_allclose(history.history[key], values, rtol=1e-6, atol=1e-7)
+    for a, b in zip(fast.get_weights(), full.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_fit_layer_chain_steps_aside_for_new_shapes_losses_and_hooks():
+    """A batch of a new shape, a layer holding add_loss losses and a forward hook all go
+    through model(): the last, smaller batch is checked; losses are cleared every step;
+    hooks run on every step; current_training() is True inside layer calls either way."""
+    from lamina.layers import Layer, base as layer_base
+    from lamina.training import trainer as trainer_module
+
+    class Penalised(Layer):
+        def call(self, inputs):
+            seen.append(layer_base.current_training())
+            self.add_loss(inputs.abs().mean())
+            return inputs
+
+    seen = []
+    x, y, _ = _data(n=20)
+    model = lamina.Sequential([lamina.Input((4,)), Dense(3, activation="softmax"), Penalised()])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    seen.clear()  # (building the model ran the layer once, not training)
+    chain = trainer_module._train_chain_of(model, model._trainer)
+    assert chain is not None
+    chain(torch.ones(8, 4))
+    chain(torch.ones(8, 4))  # the layer holds a loss: a full call again, which clears it first
+    assert len(model.losses) == 1
+    assert chain(torch.ones(3, 4)).shape == (3, 3) and (torch.Size([3, 4]), torch.float32,
+                                                       torch.device("cpu")) in chain.checked
+    history = model.fit(x, y, batch_size=8, shuffle=False, verbose=0)
+    assert all(seen) and len(seen) == 6  # 3 chain calls above, 3 steps
+    assert np.isfinite(history.history["loss"][0])
+
+    # Penalised's losses stay with it (Keras keeps them until its model is called again);
+    # another model's steps take the chain all the same once its first call set them aside.
+    class Recorder(Layer):
+        def call(self, inputs):
+            seen.append(layer_base.current_training())
+            return inputs
+
+    plain = lamina.Sequential([lamina.Input((4,)), Dense(3, activation="softmax"), Recorder()])
+    plain.compile(optimizer="sgd", loss="categorical_crossentropy")
+    seen.clear()
+    plain.fit(x, y, batch_size=4, verbose=0)
+    assert seen == [True] * 5
+
+    hooked = lamina.Sequential([lamina.Input((4,)), Dense(3, activation="softmax")])
+    hooked.compile(optimizer="sgd", loss="categorical_crossentropy")
+    runs = []
+    hooked.layers[0].register_forward_hook(lambda module, inputs, output: runs.append(1))
+    assert trainer_module._train_chain_of(hooked, hooked._trainer) is None
+    hooked.fit(x, y, batch_size=5, verbose=0)
+    assert len(runs) == 4
