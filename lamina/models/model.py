@@ -254,6 +254,10 @@ class Model(Layer):
         Returns:
             A ``History`` whose ``.history`` maps ``"loss"``, each metric name and
             their ``"val_"`` versions to per-epoch values.
+
+        A plain ``Sequential`` trained eagerly runs its layers' ``call`` methods back to back
+        after a first full call of each batch shape (the checks of ``Layer.__call__`` passed
+        once); torch forward hooks registered on it during ``fit`` take effect in the next.
         """
         from lamina.training import trainer
 
