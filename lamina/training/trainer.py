@@ -1187,7 +1187,9 @@ class _LayerChain:
         # older losses (_STALE_LOSS_OWNERS) are neither read nor changed by this call.
         if key not in self.checked or layer_base._LOSS_OWNERS:
             outputs = self.model(x, training=True)
-            if key is not None and len(self.checked) < 8:
+            # (Outputs elsewhere than x: the full call moved x to the weights' device.)
+            if (key is not None and len(self.checked) < 8 and isinstance(outputs, torch.Tensor)
+                    and outputs.device == x.device):
                 self.checked.add(key)
             return outputs
         context = layer_base._CONTEXT
