@@ -43,7 +43,11 @@ $(PEERS_VENV)/.installed: constraints.txt
 # lamina is installed editable: byte-compile it as pip compiles an installed package, so W5
 # (start-up) times imports, not compiling lamina's sources (with PYTHONDONTWRITEBYTECODE=1, as
 # here, they would be compiled again at every start: ~0.1-0.25 s).
-bench: $(VENV)/.demo-installed $(if $(PEERS),$(PEERS_VENV)/.installed)
+$(VENV)/.bench-installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) -e ".[demo,bench]"
+	touch $@ $(VENV)/.demo-installed
+
+bench: $(VENV)/.bench-installed $(if $(PEERS),$(PEERS_VENV)/.installed)
 	$(BIN)/python -m compileall -q lamina
 	$(BIN)/python benchmarks/bench.py $(if $(PEERS),--peers $(PEERS_VENV)/bin/python) $(BENCH_ARGS)
 	$(PIP) torch_geometric

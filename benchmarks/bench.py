@@ -20,8 +20,12 @@ shuffled index, slicing, zero_grad(set_to_none=True), logits + F.cross_entropy),
 the cost of that formula from lamina's own), the lean loop fed by DataLoader(TensorDataset), and,
 with --peers PYTHON (``make bench PEERS=1``), Keras 3 itself on W1, W2 and W4 as keras-torch,
 keras-jax and keras-tensorflow (benchmarks/peers.py, one subprocess per measurement, run by
-that interpreter; a backend that cannot be imported is skipped with a message). Prints a table of medians, min-max and ratios to the lean loop, and
-writes them to benchmarks/results.json. Each epoch is timed with wall-clock time and, because
+that interpreter; a backend that cannot be imported is skipped with a message). Prints a table of medians, min-max, ratios to the lean loop, steps per
+second and peak memory, writes them to benchmarks/results.json and charts the ratios in
+benchmarks/results.png (matplotlib). Peak memory is resident memory above what a process held
+once its data was made, for one run in a fresh process (the systems sharing this process are run
+once more for it, untimed; the Keras peers report theirs; W5: a fresh importing process's
+whole peak). Each epoch is timed with wall-clock time and, because
 the machine may be shared, also with the process's CPU time (cpu_ratio_to_lean). Before the
 first system runs, the process applies lamina's host-memory setting (glibc's malloc keeps freed
 memory, lamina.training.host_memory), which lamina's CPU fit would apply anyway: the lean loops,
@@ -52,6 +56,7 @@ import peers  # noqa: E402  (numpy only: the Keras peers' runner and the shared 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMPILE_TIMES: list[float] = []  # compile time of each lamina-jit run of the current workload
 CPU_TIMES: list[float] = []  # CPU seconds of the last timed run (see _timed)
+PEAKS: list = []  # peak MiB of each Keras peer run (measured in its own process)
 
 
 class _timed:
@@ -322,6 +327,7 @@ def run_peer(python: str, backend: str, workload: str, threads: int, quick: bool
         raise RuntimeError(f"keras-{backend} failed on {workload}:\n{done.stderr[-2000:]}")
     result = json.loads(lines[-1][5:])
     CPU_TIMES.append(result["cpu_s"])
+    PEAKS.append(result.get("peak_mib"))
     return result["wall_s"]
 
 
@@ -367,6 +373,81 @@ def run_import(module: str) -> float:
     return time.perf_counter() - start
 
 
+IMPORTS = {"lamina": "lamina", "lean": "torch"}  # W5's systems: what each one imports
+
+
+def import_peak(module: str) -> float | None:
+    """Peak resident MiB of a fresh ``python -c "import module"`` (read by the child itself
+    as it ends: a parent's resource usage would count the memory the child shared before exec)."""
+    code = (f"import {module}\nfor line in open('/proc/self/status'):\n"
+            f"    if line.startswith('VmHWM:'): print('PEAK', int(line.split()[1]) / 1024)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("PEAK ")]
+    return float(lines[-1][5:]) if not done.returncode and lines else None
+
+
+def measure_peak(name: str, system: str, threads: int, quick: bool, malloc_defaults: bool) -> float | None:
+    """Peak memory of one run of ``system`` on ``name`` in a fresh process (``--peak-of``): MiB
+    of resident memory above what the process held once the data was made (the model,
+    optimizer state, batches, activations and allocator caches of the warm-up and the
+    epoch). Not timed; one run per system and workload."""
+    command = [sys.executable, os.path.abspath(__file__), "--peak-of", name, system,
+               "--threads", str(threads)] + (["--quick"] if quick else []) + \
+        (["--malloc-defaults"] if malloc_defaults else [])
+    done = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("PEAK ")]
+    if done.returncode or not lines:
+        print(f"{name}: peak memory of {system} not measured:\n{done.stderr[-1000:]}", file=sys.stderr)
+        return None
+    return json.loads(lines[-1][5:])["peak_mib"]
+
+
+def _peak_child(name: str, system: str, quick: bool) -> None:
+    spec = workloads(quick)[name]
+    systems = _systems(spec)
+    baseline = peers.reset_peak()
+    systems[system]()
+    print("PEAK " + json.dumps({"workload": name, "system": system, "peak_mib": peers.peak_mib(baseline)}),
+          flush=True)
+
+
+def write_chart(rows: list[dict], path: str, title: str) -> bool:
+    """A PNG of each system's time relative to the lean loop (1.0, the vertical line), per workload.
+    False (and a message) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("chart skipped: matplotlib is not installed (make bench installs it)")
+        return False
+    names = list(dict.fromkeys(row["workload"] for row in rows))
+    systems = list(dict.fromkeys(row["system"] for row in rows))
+    colours = {system: plt.get_cmap("tab10")(i % 10) for i, system in enumerate(systems)}
+    labels, values, bar_colours = [], [], []
+    for name in names:
+        for row in rows:
+            if row["workload"] == name:
+                labels.append(f"{name}  {row['system']}")
+                values.append(row["ratio_to_lean"])
+                bar_colours.append(colours[row["system"]])
+    figure, axes = plt.subplots(figsize=(9, 0.28 * len(labels) + 1.2))
+    positions = list(range(len(labels)))[::-1]
+    axes.barh(positions, values, color=bar_colours)
+    axes.set_yticks(positions, labels, fontsize=7)
+    axes.set_xlim(0, max(values) * 1.12)
+    axes.axvline(1.0, color="black", linewidth=0.8)
+    axes.set_xlabel("time / lean PyTorch loop (median; lower is faster)")
+    axes.set_title(title, fontsize=9)
+    for position, value in zip(positions, values):
+        axes.text(value, position, f" {value:.2f}", va="center", fontsize=6)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
 # --------------------------------------------------------------------------- driver
 def workloads(quick: bool):
     scale = 0.1 if quick else 1.0
@@ -384,10 +465,11 @@ def workloads(quick: bool):
     }
 
 
-def measure(name, spec, repeats, jit=True, peer_python=None, peer_backends=(), threads=1, quick=False):
+def _systems(spec) -> dict:
+    """The systems of a workload (not the Keras peers), each a function running it once."""
     mode, kind, size, batch_size = spec
     if mode == "import":
-        systems = {"lamina": lambda: run_import("lamina"), "lean": lambda: run_import("torch")}
+        systems = {system: (lambda m=module: run_import(m)) for system, module in IMPORTS.items()}
     elif mode == "predict":
         x, _ = make_data(kind, size)
         systems = {"lamina": lambda: run_lamina_predict(kind, x, batch_size),
@@ -402,6 +484,13 @@ def measure(name, spec, repeats, jit=True, peer_python=None, peer_backends=(), t
                    "dataloader": lambda: run_dataloader(kind, x, y, batch_size)}
         if kind in ("convnet", "resnet18"):  # mixed_bfloat16: torch.autocast(bfloat16) on the CPU
             systems["lamina-bf16"] = lambda: run_lamina(kind, x, y, batch_size, policy="mixed_bfloat16")
+    return systems
+
+
+def measure(name, spec, repeats, jit=True, peer_python=None, peer_backends=(), threads=1, quick=False,
+            malloc_defaults=False):
+    mode, kind, size, batch_size = spec
+    systems = _systems(spec)
     if peer_python and name in peers.WORKLOADS:
         for backend in peer_backends:
             systems[f"keras-{backend}"] = (lambda b=backend: run_peer(peer_python, b, name, threads, quick))
@@ -410,11 +499,23 @@ def measure(name, spec, repeats, jit=True, peer_python=None, peer_backends=(), t
     COMPILE_TIMES.clear()
     times = {system: [] for system in systems}
     cpu_times = {system: [] for system in systems}
+    peaks = {system: [] for system in systems}
     for _ in range(repeats):  # interleaved: A B C A B C ...
         for system, fn in systems.items():
             torch.manual_seed(0)
+            PEAKS.clear()
             times[system].append(fn())
             cpu_times[system].append(CPU_TIMES[-1])
+            if PEAKS and PEAKS[-1] is not None:
+                peaks[system].append(PEAKS[-1])
+    for system in systems:  # systems sharing this process: one more run each, in its own
+        if peaks[system] or system.startswith("keras-"):
+            continue
+        if mode == "import":
+            peak = import_peak(IMPORTS[system])
+        else:
+            peak = measure_peak(name, system, threads, quick, malloc_defaults)
+        peaks[system] = [] if peak is None else [peak]
     lean, lean_cpu = statistics.median(times["lean"]), statistics.median(cpu_times["lean"])
     rows = []
     for system, values in times.items():
@@ -425,6 +526,7 @@ def measure(name, spec, repeats, jit=True, peer_python=None, peer_backends=(), t
                      "cpu_ratio_to_lean": statistics.median(cpu_times[system]) / lean_cpu,
                      # Later models of the same architecture reuse the first one's graphs.
                      "compile_s": max(COMPILE_TIMES) if system == "lamina-jit" else None,
+                     "peak_mib": statistics.median(peaks[system]) if peaks[system] else None,
                      "steps_per_s": (size / batch_size) / median if batch_size else None})
     return rows
 
@@ -455,6 +557,10 @@ def main(argv=None):
                         help="leave glibc's malloc as it is; by default the process applies lamina's "
                              "host-memory setting before the first system runs, so the lean loops "
                              "(same process) get it too")
+    parser.add_argument("--chart", default=None,
+                        help="PNG of the ratios to the lean loop (default: the output's path with .png)")
+    parser.add_argument("--peak-of", nargs=2, metavar=("WORKLOAD", "SYSTEM"), default=None,
+                        help=argparse.SUPPRESS)  # internal: one run's peak memory, in a fresh process
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from lamina.training import host_memory
@@ -462,6 +568,9 @@ def main(argv=None):
     if args.malloc_defaults:
         os.environ[host_memory.OPT_OUT_ENV] = "0"
     kept = host_memory.keep_freed_host_memory()
+    if args.peak_of:
+        _peak_child(*args.peak_of, quick=args.quick)
+        return
     selected = [p.strip() for p in args.only.split(",") if p.strip()]
     results = []
     compiled = _lamina_byte_compiled()
@@ -470,22 +579,24 @@ def main(argv=None):
           f"host memory kept for reuse: {kept}, lamina byte-compiled: {compiled}")
     peer_backends = check_peers(args.peers, args.threads) if args.peers else []
     print(f"{'workload':<20} {'system':<16} {'median s':>9} {'min-max s':>17} {'x lean':>7} {'cpu x':>7} "
-          f"{'steps/s':>9} {'compile s':>9}")
+          f"{'steps/s':>9} {'peak MiB':>9} {'compile s':>9}")
     for name, spec in workloads(args.quick).items():
         if selected and not any(name.startswith(p) for p in selected):
             continue
         try:
             rows = measure(name, spec, args.repeats, jit=not args.no_jit, peer_python=args.peers,
-                           peer_backends=peer_backends, threads=args.threads, quick=args.quick)
+                           peer_backends=peer_backends, threads=args.threads, quick=args.quick,
+                           malloc_defaults=args.malloc_defaults)
         except ImportError as error:  # a layer the workload needs is not in this lamina yet
             print(f"{name:<20} skipped: {error}")
             continue
         for row in rows:
             steps = f"{row['steps_per_s']:9.1f}" if row["steps_per_s"] else " " * 9
             compile_s = f"{row['compile_s']:9.2f}" if row["compile_s"] is not None else ""
+            peak = f"{row['peak_mib']:9.1f}" if row["peak_mib"] is not None else f"{'-':>9}"
             print(f"{row['workload']:<20} {row['system']:<16} {row['median_s']:9.3f} "
                   f"{row['min_s']:8.3f}-{row['max_s']:<8.3f} {row['ratio_to_lean']:7.3f} "
-                  f"{row['cpu_ratio_to_lean']:7.3f} {steps} {compile_s}", flush=True)
+                  f"{row['cpu_ratio_to_lean']:7.3f} {steps} {peak} {compile_s}", flush=True)
         results.extend(rows)
     meta = {"torch": torch.__version__, "threads": args.threads, "python": platform.python_version(),
             "machine": platform.machine(), "processor": _cpu_name(), "cpus": os.cpu_count(),
@@ -494,6 +605,11 @@ def main(argv=None):
     with open(args.output, "w") as file:
         json.dump({"meta": meta, "results": results}, file, indent=2)
     print(f"wrote {args.output}")
+    chart = args.chart or os.path.splitext(args.output)[0] + ".png"
+    title = (f"lamina {'(quick) ' if args.quick else ''}vs a lean PyTorch loop: torch {torch.__version__}, "
+             f"{args.threads} thread(s), {_cpu_name()}, medians of {args.repeats}")
+    if results and write_chart(results, chart, title):
+        print(f"wrote {chart}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Runs one timed epoch of W1 (bs32, bs128), W2 or W4 under real Keras with one backend, on the
 same data, seed, warm-up slice and epoch definition as bench.py, and prints the wall-clock and
-CPU seconds as one JSON line. It runs in its own venv (``.venv-peers``: keras, torch, jax,
+CPU seconds and the peak memory (resident memory above what the process held once Keras was
+imported and the data made) as one JSON line. It runs in its own venv (``.venv-peers``: keras, torch, jax,
 tensorflow-cpu), one subprocess per measurement with KERAS_BACKEND set, so that bench.py can
 interleave it with the other systems. Keras runs with its defaults: ``jit_compile="auto"``
 (XLA on JAX and TensorFlow, eager on torch); compiling happens in the warm-up.
@@ -58,6 +59,34 @@ def warmup_size(size: int, batch_size: int) -> int:
     """Five batches plus the epoch's last, smaller batch (as bench.py): every shape the timed
     epoch sees is compiled in the warm-up."""
     return batch_size * 5 + size % batch_size
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak() -> int | None:
+    """Start measuring peak memory: this process's resident KiB now (the baseline), with
+    Linux's high-water mark reset to it; None where /proc cannot do that."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")  # reset VmHWM to the current resident size (Linux >= 4.0)
+    except OSError:
+        return None
+    return _status_kib("VmRSS")
+
+
+def peak_mib(baseline: int | None) -> float | None:
+    """Peak resident memory since ``reset_peak()`` above its baseline, in MiB (or None)."""
+    peak = None if baseline is None else _status_kib("VmHWM")
+    return None if peak is None else (peak - baseline) / 1024
 
 
 def _limit_threads(backend: str, threads: int) -> None:
@@ -121,6 +150,7 @@ def run(backend: str, workload: str, threads: int = 1, quick: bool = False) -> d
     kind, full, batch_size = WORKLOADS[workload]
     size = size_of(full, quick)
     x, y = make_data(kind, size)
+    baseline = reset_peak()  # memory beyond the framework and the data: model, steps, caches
     keras.utils.set_random_seed(0)
     model = build(keras, kind)
     warm = warmup_size(size, batch_size)
@@ -128,7 +158,8 @@ def run(backend: str, workload: str, threads: int = 1, quick: bool = False) -> d
     wall, cpu = time.perf_counter(), time.process_time()
     model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
     return {"backend": backend, "workload": workload, "wall_s": time.perf_counter() - wall,
-            "cpu_s": time.process_time() - cpu, "keras": keras.__version__}
+            "cpu_s": time.process_time() - cpu, "keras": keras.__version__,
+            "peak_mib": peak_mib(baseline)}
 
 
 def check(backend: str, threads: int = 1) -> dict:
