@@ -915,49 +915,40 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     callback_list.on_train_begin()
     batch_begin = _batch_hook(callback_list, "on_train_batch_begin")
     batch_end = _batch_hook(callback_list, "on_train_batch_end")
+    epoch_logs: dict = {}
     trainer._train_calls = _train_chain_of(model, trainer)
     try:
-        epoch_logs = _fit_epochs(model, trainer, train, val, callback_list, batch_begin, batch_end,
-                                 initial_epoch, epochs, batch_size, validation_batch_size,
-                                 validation_steps, validation_freq)
+        for epoch in range(initial_epoch, epochs):
+            trainer.reset_metrics()
+            callback_list.on_epoch_begin(epoch)
+            model.train()  # torch modules inside custom layers (nn.Dropout...) follow the mode, as in Keras
+            logs = None
+            train_step = model.train_step
+            for step, batch in enumerate(train):
+                if batch_begin is not None:
+                    batch_begin(step)
+                logs = train_step(batch)
+                if batch_end is not None:
+                    batch_end(step, logs)
+                if model.stop_training:
+                    break
+            if logs is None:
+                break
+            epoch_logs = _logs_floats(logs)
+            model.eval()
+            if val is not None and _should_validate(epoch, validation_freq):
+                val_logs = evaluate(model, val, batch_size=validation_batch_size or batch_size,
+                                    steps=validation_steps, callbacks=callback_list, return_dict=True,
+                                    _inside_fit=True)
+                epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            callback_list.on_epoch_end(epoch, epoch_logs)
+            if model.stop_training:
+                break
     finally:
         trainer._train_calls = None
     _set_class_weight(trainer, None, device)
     callback_list.on_train_end(epoch_logs)
     return model.history
-
-
-def _fit_epochs(model, trainer, train, val, callback_list, batch_begin, batch_end, initial_epoch, epochs,
-                batch_size, validation_batch_size, validation_steps, validation_freq) -> dict:
-    """``fit``'s epochs: the logs of the last one."""
-    epoch_logs: dict = {}
-    for epoch in range(initial_epoch, epochs):
-        trainer.reset_metrics()
-        callback_list.on_epoch_begin(epoch)
-        model.train()  # torch modules inside custom layers (nn.Dropout...) follow the mode, as in Keras
-        logs = None
-        train_step = model.train_step
-        for step, batch in enumerate(train):
-            if batch_begin is not None:
-                batch_begin(step)
-            logs = train_step(batch)
-            if batch_end is not None:
-                batch_end(step, logs)
-            if model.stop_training:
-                break
-        if logs is None:
-            break
-        epoch_logs = _logs_floats(logs)
-        model.eval()
-        if val is not None and _should_validate(epoch, validation_freq):
-            val_logs = evaluate(model, val, batch_size=validation_batch_size or batch_size,
-                                steps=validation_steps, callbacks=callback_list, return_dict=True,
-                                _inside_fit=True)
-            epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
-        callback_list.on_epoch_end(epoch, epoch_logs)
-        if model.stop_training:
-            break
-    return epoch_logs
 
 
 def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
@@ -1110,21 +1101,10 @@ def _predict_step_of(model):
 
     steps = _plain_sequential_calls(model)
     if steps is not None:
-        first = [True]
-
-        def sequential_step(batch):
-            # After a first batch through the full call (it builds and checks input specs),
-            # the layers' own `call`s run back to back: their __call__ only repeats checks
-            # that passed for the same trailing shape (every batch is a slice of one array).
-            if first[0]:
-                first[0] = False
-                return model(batch[0], training=False)
-            x = batch[0]
-            for call, takes_training in steps:
-                x = call(x, training=False) if takes_training else call(x)
-            return x
-
-        return sequential_step
+        # After a first batch of each shape through the full call (it builds and checks input
+        # specs), the layers' own `call`s run back to back (see _LayerChain).
+        chain = _LayerChain(model, steps, training=False)
+        return lambda batch: chain(batch[0])
 
     def eager_step(batch):
         return model(batch[0], training=False)
@@ -1158,14 +1138,14 @@ def _plain_sequential_calls(model):
 
 
 class _LayerChain:
-    """A plain Sequential's training forward pass: its layers' own ``call``s, back to back.
+    """A plain Sequential's forward pass: its layers' own ``call``s, back to back.
 
     ``Layer.__call__`` repeats, for every layer and batch, checks that cannot change within
     a ``fit`` once a batch of the same shape, dtype and device has passed them (input specs,
     device placement, masks, hooks: see ``_plain_sequential_calls``); on a small model that is
     a few percent of a step. A batch of a new kind, or layers holding losses from the last
     top-level call (``add_loss``: the full call clears the previous step's), go through
-    ``model(x, training=True)``.
+    ``model(x, training=training)``. Used by ``fit``'s eager train steps and by ``predict``.
 
     >>> import torch, lamina
     >>> model = lamina.Sequential([lamina.Input((3,)), lamina.layers.Dense(2)])
@@ -1175,9 +1155,10 @@ class _LayerChain:
     True
     """
 
-    def __init__(self, model, calls):
+    def __init__(self, model, calls, training: bool = True):
         self.model = model
         self.calls = calls
+        self.training = training
         self.checked: set = set()  # (shape, dtype, device) of batches that went through model()
 
     def __call__(self, x):
@@ -1186,18 +1167,18 @@ class _LayerChain:
         # another's that compute_loss would add): the full call sorts them out. Other models'
         # older losses (_STALE_LOSS_OWNERS) are neither read nor changed by this call.
         if key not in self.checked or layer_base._LOSS_OWNERS:
-            outputs = self.model(x, training=True)
+            outputs = self.model(x, training=self.training)
             # (Outputs elsewhere than x: the full call moved x to the weights' device.)
             if (key is not None and len(self.checked) < 8 and isinstance(outputs, torch.Tensor)
                     and outputs.device == x.device):
                 self.checked.add(key)
             return outputs
-        context = layer_base._CONTEXT
+        context, training = layer_base._CONTEXT, self.training
         outer = getattr(context, "training", None)
-        context.training = True  # what Layer.__call__ sets (layer_base.current_training())
+        context.training = training  # what Layer.__call__ sets (layer_base.current_training())
         try:
             for call, takes_training in self.calls:
-                x = call(x, training=True) if takes_training else call(x)
+                x = call(x, training=training) if takes_training else call(x)
         finally:
             context.training = outer
         return x
